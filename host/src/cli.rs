@@ -1,0 +1,175 @@
+//! The command line. Every flag also reads an environment variable, so the same binary runs
+//! from a shell, a systemd unit or a Kubernetes manifest without a wrapper script.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "masq",
+    version,
+    about = "Masks PII on its way from an SQS queue to PostgreSQL, through sandboxed WebAssembly policies.",
+    after_help = "\
+Examples:
+  masq db init --database-url postgres://localhost/app
+  masq keygen > masq.key && chmod 600 masq.key
+  masq seed --queue-url $QUEUE --count 10000
+  masq run --plugin target/plugins/sha256-masker.wasm --queue-url $QUEUE \\
+           --database-url postgres://localhost/app --key-file masq.key --drain
+
+AWS settings come from the standard chain: AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE,
+AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, instance roles."
+)]
+pub struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, env = "MASQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Polls a queue, runs every message through a policy, writes rows to PostgreSQL.
+    #[command(after_help = "\
+Examples:
+  masq run --plugin sha256-masker.wasm --queue-url $QUEUE --database-url $DATABASE_URL --key-file masq.key
+  masq run --plugin sha256-masker.wasm --queue-url $QUEUE --database-url $DATABASE_URL --unkeyed --drain
+  masq run ... --policy-config 'mask=email:masked_email' --policy-config 'required=email'")]
+    Run(RunArgs),
+    /// Creates the target table (the login-events DDL), masq's ledger and its dead-letter table.
+    #[command(after_help = "Example:\n  masq db init --database-url postgres://localhost/app --table user_logins")]
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Sends messages to a queue: the lines of a JSONL file, or N synthetic login events.
+    #[command(after_help = "\
+Examples:
+  masq seed --queue-url $QUEUE --file messages.jsonl
+  masq seed --queue-url $QUEUE --count 20000        # about 1% of them malformed")]
+    Seed(SeedArgs),
+    /// Prints a new key file (one fresh 256-bit key) to stdout.
+    #[command(after_help = "Example:\n  masq keygen > masq.key && chmod 600 masq.key")]
+    Keygen,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Creates what `masq run` writes to; safe to run again.
+    Init(DbInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbInitArgs {
+    /// PostgreSQL connection string, e.g. postgres://user@localhost:5432/app.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Table to create with the login-events columns, unless it exists.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The policy: a WebAssembly component implementing masq:policy/policy-plugin.
+    #[arg(long, env = "MASQ_PLUGIN")]
+    pub plugin: PathBuf,
+    /// The SQS queue URL to read from.
+    #[arg(long, env = "MASQ_QUEUE_URL")]
+    pub queue_url: String,
+    /// PostgreSQL connection string, e.g. postgres://user@localhost:5432/app.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Table to write rows to; fields are matched to its columns by name.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
+    /// Key file for keyed pseudonyms (make one with `masq keygen`). Never read by the policy.
+    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
+    pub key_file: Option<PathBuf>,
+    /// Use plain, unkeyed SHA-256 for pseudonyms. Anyone can reverse these for small value
+    /// spaces such as IP addresses; for compatibility with existing unkeyed tables only.
+    #[arg(long, env = "MASQ_UNKEYED")]
+    pub unkeyed: bool,
+    /// A policy setting as key=value; repeat for more. In the environment, separate with ';'.
+    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
+    pub policy_config: Vec<(String, String)>,
+    /// Stop when the queue is empty and print a summary.
+    #[arg(long, env = "MASQ_DRAIN")]
+    pub drain: bool,
+    /// Most messages the policy and the database see in one batch (one transaction).
+    #[arg(long, env = "MASQ_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_size: u16,
+    /// Longest time, in milliseconds, to wait for a batch to fill before processing it.
+    #[arg(long, env = "MASQ_BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+    /// Receive calls kept in flight at once.
+    #[arg(long, env = "MASQ_RECEIVERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub receivers: u16,
+    /// Batches processed at once, each with its own database connection.
+    #[arg(long, env = "MASQ_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Seconds a received message stays hidden from other consumers; masq extends it while
+    /// the message is still being worked on.
+    #[arg(long, env = "MASQ_VISIBILITY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(i32).range(5..=43200))]
+    pub visibility_timeout: i32,
+    /// Long-poll wait of each receive, in seconds (with --drain, at most 2 so the end of the
+    /// queue is seen quickly).
+    #[arg(long, env = "MASQ_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
+    pub wait_seconds: i32,
+    /// Longest a policy may run on one batch, in milliseconds, before it is stopped.
+    #[arg(long, env = "MASQ_POLICY_DEADLINE_MS", default_value_t = 5000)]
+    pub policy_deadline_ms: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["file", "count"])))]
+pub struct SeedArgs {
+    /// The SQS queue URL to send to.
+    #[arg(long, env = "MASQ_QUEUE_URL")]
+    pub queue_url: String,
+    /// A JSONL file: each non-empty line is sent as one message body, as it is.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Number of synthetic login events to send; about 1% are malformed on purpose.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Seed of the synthetic data, so a run can be repeated exactly.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not key=value, e.g. --policy-config mask=ip:masked_ip"))?;
+    if k.trim().is_empty() {
+        return Err(format!("'{s}' has an empty key"));
+    }
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn policy_config_takes_key_value_pairs() {
+        assert_eq!(parse_key_value("mask=ip:masked_ip,device_id:d").unwrap().1, "ip:masked_ip,device_id:d");
+        assert!(parse_key_value("mask").unwrap_err().contains("key=value"));
+        assert!(parse_key_value("=x").is_err());
+    }
+}

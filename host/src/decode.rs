@@ -1,0 +1,149 @@
+//! Message body -> record fields. The first step of the pipeline and the only code that parses
+//! untrusted bytes before the sandbox: it never panics, and every refusal is a reason string
+//! that goes to the dead letters with the raw body.
+
+use crate::policy::{Field, Value};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use std::fmt;
+
+/// Decodes one message body into the members of its JSON object, in order.
+pub fn decode_body(body: &str) -> Result<Vec<Field>, String> {
+    if body.trim().is_empty() {
+        return Err("empty message body: expected a JSON object".to_string());
+    }
+    let mut de = serde_json::Deserializer::from_str(body);
+    let fields = match de.deserialize_any(ObjectVisitor) {
+        Ok(Fields(fields)) => fields,
+        Err(e) => return Err(describe_error(&e)),
+    };
+    de.end().map_err(|e| describe_error(&e))?;
+    Ok(fields)
+}
+
+fn describe_error(e: &serde_json::Error) -> String {
+    if e.is_data() {
+        // Our own messages (not an object, duplicate member) carry their position already.
+        format!("{e}")
+    } else {
+        format!("invalid JSON: {e}")
+    }
+}
+
+struct Fields(Vec<Field>);
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields: Vec<Field> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(name) = map.next_key::<String>()? {
+            if fields.iter().any(|f| f.name == name) {
+                return Err(de::Error::custom(format!(
+                    "member '{name}' appears twice; masq will not guess which one counts"
+                )));
+            }
+            let raw: serde_json::Value = map.next_value()?;
+            let value = match raw {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Boolean(b),
+                serde_json::Value::Number(n) => {
+                    if let Some(i) = n.as_i64() {
+                        Value::Integer(i)
+                    } else if n.is_u64() {
+                        return Err(de::Error::custom(format!(
+                            "member '{name}': integer {n} does not fit in 64 signed bits"
+                        )));
+                    } else {
+                        Value::Float(n.as_f64().unwrap_or(f64::NAN))
+                    }
+                }
+                serde_json::Value::String(s) => Value::Text(s),
+                nested @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+                    Value::Json(nested.to_string())
+                }
+            };
+            fields.push(Field { name, value });
+        }
+        Ok(Fields(fields))
+    }
+
+    // Anything but an object: say what it was instead.
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Fields, A::Error> {
+        Err(de::Error::custom("message body is a JSON array, not an object"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Fields, E> {
+        Err(E::custom("message body is a JSON string, not an object"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Fields, E> {
+        Err(E::custom("message body is a JSON boolean, not an object"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Fields, E> {
+        Err(E::custom("message body is a JSON number, not an object"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Fields, E> {
+        Err(E::custom("message body is a JSON number, not an object"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Fields, E> {
+        Err(E::custom("message body is a JSON number, not an object"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Fields, E> {
+        Err(E::custom("message body is JSON null, not an object"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(fields: &[Field]) -> Vec<&str> {
+        fields.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    #[test]
+    fn decodes_a_login_in_order_with_types() {
+        let f = decode_body(
+            r#"{"user_id": "u", "app_version": "2.3.0", "n": 7, "x": 1.5, "ok": true, "locale": null, "geo": {"a": [1]}}"#,
+        )
+        .unwrap();
+        assert_eq!(names(&f), ["user_id", "app_version", "n", "x", "ok", "locale", "geo"]);
+        assert_eq!(f[0].value, Value::Text("u".into()));
+        assert_eq!(f[2].value, Value::Integer(7));
+        assert_eq!(f[3].value, Value::Float(1.5));
+        assert_eq!(f[4].value, Value::Boolean(true));
+        assert_eq!(f[5].value, Value::Null);
+        assert_eq!(f[6].value, Value::Json(r#"{"a":[1]}"#.into()));
+    }
+
+    #[test]
+    fn refuses_bad_bodies_with_a_specific_reason() {
+        let cases = [
+            ("", "empty message body"),
+            ("   \n", "empty message body"),
+            ("{\"a\": ", "invalid JSON"),
+            ("not json", "invalid JSON"),
+            ("[1, 2]", "JSON array, not an object"),
+            ("\"s\"", "JSON string, not an object"),
+            ("42", "JSON number, not an object"),
+            ("null", "JSON null, not an object"),
+            ("true", "JSON boolean, not an object"),
+            (r#"{"a": 1, "a": 2}"#, "member 'a' appears twice"),
+            (r#"{"a": 18446744073709551615}"#, "does not fit in 64 signed bits"),
+            (r#"{"a": 1} {"b": 2}"#, "invalid JSON: trailing characters"),
+        ];
+        for (body, expected) in cases {
+            let err = decode_body(body).unwrap_err();
+            assert!(err.contains(expected), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn never_panics_on_deep_nesting() {
+        let body = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(decode_body(&body).unwrap_err().contains("invalid JSON"));
+    }
+}
