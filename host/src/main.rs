@@ -1,1 +1,75 @@
-fn main() {}
+//! masq: SQS -> WebAssembly policy -> PostgreSQL.
+//! `main` parses the command line, sets up logging, runs one command and turns its error into
+//! a message and an exit code.
+
+mod batch;
+mod cli;
+mod decode;
+mod keys;
+mod pipeline;
+mod policy;
+mod run;
+mod seed;
+mod sink;
+mod source;
+
+use clap::Parser;
+use cli::{Cli, Command, DbCommand, LogFormat};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Db { command: DbCommand::Init(args) } => {
+            let table = sink::schema::TableName::parse(&args.table)?;
+            let mut client = sink::postgres::connect(&args.database_url).await?;
+            sink::ddl::init(&mut client, &table).await?;
+            println!("ready: table {table}, masq.ledger, masq.dead_letters");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed(args) => {
+            let source = source::sqs::SqsSource::connect(&args.queue_url).await?;
+            if let Some(file) = &args.file {
+                let sent = seed::from_file(&source, file).await?;
+                println!("sent {sent} messages from {} to {}", file.display(), args.queue_url);
+            } else if let Some(count) = args.count {
+                let (sent, malformed) = seed::synthetic(&source, count, args.seed).await?;
+                println!("sent {sent} messages ({malformed} malformed on purpose) to {}", args.queue_url);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen => {
+            print!("{}", keys::KeyFile::generate()?.to_json());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MASQ_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,230 @@
+//! `PolicyHost`: compiles a policy component once, checks it at load, and runs every batch in
+//! a fresh instance so no state crosses batches. Each run is bounded by a wall-clock deadline
+//! (epoch interruption: cheap, unlike fuel) and a memory cap.
+
+use super::bindings::{PolicyPlugin, PolicyPluginPre};
+use super::imports::Sandbox;
+use super::{Outcome, PolicyInfo, Record};
+use crate::keys::Pseudonymizer;
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+/// How often the epoch advances; the deadline is checked at this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits and settings for running a policy.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    /// Wall-clock time one call may take before it is interrupted.
+    pub deadline: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_limit: usize,
+    /// The operator's settings, passed to `configure` on every instance.
+    pub config: Vec<(String, String)>,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        PolicyOptions { deadline: Duration::from_secs(5), memory_limit: 64 << 20, config: Vec::new() }
+    }
+}
+
+/// Why a batch produced no outcomes. The pipeline retries the records of a failed batch one
+/// at a time, and a record that fails alone becomes a dead letter with this as its reason.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("policy ran past its deadline of {} ms and was stopped", .0.as_millis())]
+    Deadline(Duration),
+    #[error("policy ran out of memory: it asked for {asked} bytes, the limit is {limit} bytes")]
+    OutOfMemory { asked: usize, limit: usize },
+    #[error("policy trapped: {0}")]
+    Trap(String),
+    #[error("policy refused its configuration: {0}")]
+    Configure(String),
+    #[error("policy returned {got} outcomes for {expected} records")]
+    WrongCount { got: usize, expected: usize },
+}
+
+pub struct PolicyHost {
+    engine: Engine,
+    pre: PolicyPluginPre<Sandbox>,
+    info: PolicyInfo,
+    digest: String,
+    options: PolicyOptions,
+    pseudonymizer: Arc<Pseudonymizer>,
+    name: Arc<str>,
+    _ticker: EpochTicker,
+}
+
+impl PolicyHost {
+    /// Compiles and checks a policy: it must implement the world, import nothing else, answer
+    /// `describe`, and accept the operator's configuration.
+    pub fn load(path: &Path, options: PolicyOptions, pseudonymizer: Arc<Pseudonymizer>) -> anyhow::Result<PolicyHost> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read policy {}: build it with `just plugins`", path.display()))?;
+        Self::from_bytes(&bytes, &path.display().to_string(), options, pseudonymizer)
+    }
+
+    /// As `load`, from the component's bytes; `origin` names it in errors.
+    pub fn from_bytes(
+        bytes: &[u8],
+        origin: &str,
+        options: PolicyOptions,
+        pseudonymizer: Arc<Pseudonymizer>,
+    ) -> anyhow::Result<PolicyHost> {
+        let digest = hex::encode(Sha256::digest(bytes));
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
+        let started = Instant::now();
+        let component = Component::new(&engine, bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{origin} is not a WebAssembly component masq can run: {e:#}. Build policies with \
+                 `wasm-tools component new` (see docs/policy-authors.md)"
+            )
+        })?;
+        let compile_ms = started.elapsed().as_millis();
+
+        let mut linker: Linker<Sandbox> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+        PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link masq's imports: {e:#}"))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            anyhow::anyhow!(
+                "policy {origin} imports something masq does not provide: {e:#}. A policy may \
+                 import only masq:policy/pseudonym, masq:policy/log and WASI"
+            )
+        })?;
+        let pre = PolicyPluginPre::new(instance_pre).map_err(|e| {
+            anyhow::anyhow!("policy {origin} does not implement the world masq:policy/policy-plugin@0.1.0: {e:#}")
+        })?;
+
+        let ticker = EpochTicker::start(engine.clone());
+        let mut host = PolicyHost {
+            engine,
+            pre,
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                writes: Vec::new(),
+                settings: Vec::new(),
+            },
+            digest,
+            options,
+            pseudonymizer,
+            name: Arc::from(origin),
+            _ticker: ticker,
+        };
+        let (mut store, plugin) = host.instantiate().map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
+        let info = plugin
+            .masq_policy_policy()
+            .call_describe(&mut store)
+            .map_err(|e| anyhow::anyhow!("policy {origin}: `describe` failed: {}", host.classify(e, &store)))?;
+        if info.name.trim().is_empty() || info.version.trim().is_empty() {
+            bail!("policy {origin}: `describe` must return a name and a version");
+        }
+        host.name = Arc::from(info.name.as_str());
+        host.info = info;
+        host.configure(&mut store, &plugin).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
+        tracing::info!(
+            policy = %host.info.name,
+            version = %host.info.version,
+            sha256 = %host.digest,
+            compile_ms = compile_ms as u64,
+            "policy loaded"
+        );
+        Ok(host)
+    }
+
+    pub fn info(&self) -> &PolicyInfo {
+        &self.info
+    }
+
+    /// SHA-256 of the component file, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Runs one batch in a fresh instance. Blocking and CPU-bound: call from a blocking thread.
+    pub fn transform(&self, batch: &[Record]) -> Result<Vec<Outcome>, BatchError> {
+        let (mut store, plugin) = self.instantiate()?;
+        self.configure(&mut store, &plugin)?;
+        let outcomes = plugin
+            .masq_policy_policy()
+            .call_transform(&mut store, batch)
+            .map_err(|e| self.classify(e, &store))?;
+        if store.data().log_dropped > 0 {
+            tracing::warn!(policy = %self.name, dropped = store.data().log_dropped, "policy logged too much; lines dropped");
+        }
+        if outcomes.len() != batch.len() {
+            return Err(BatchError::WrongCount { got: outcomes.len(), expected: batch.len() });
+        }
+        Ok(outcomes)
+    }
+
+    fn instantiate(&self) -> Result<(Store<Sandbox>, PolicyPlugin), BatchError> {
+        let sandbox = Sandbox::new(self.pseudonymizer.clone(), self.name.clone(), self.options.memory_limit);
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|s| s);
+        let ticks = self.options.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let plugin = self.pre.instantiate(&mut store).map_err(|e| self.classify(e, &store))?;
+        Ok((store, plugin))
+    }
+
+    fn configure(&self, store: &mut Store<Sandbox>, plugin: &PolicyPlugin) -> Result<(), BatchError> {
+        plugin
+            .masq_policy_policy()
+            .call_configure(&mut *store, &self.options.config)
+            .map_err(|e| self.classify(e, store))?
+            .map_err(BatchError::Configure)
+    }
+
+    fn classify(&self, error: wasmtime::Error, store: &Store<Sandbox>) -> BatchError {
+        if let Some(asked) = store.data().memory_denied {
+            return BatchError::OutOfMemory { asked, limit: self.options.memory_limit };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => BatchError::Deadline(self.options.deadline),
+            Some(trap) => BatchError::Trap(trap.to_string()),
+            None => BatchError::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string()),
+        }
+    }
+}
+
+/// Advances the engine's epoch on a background thread so deadlines can fire.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("masq-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot start the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

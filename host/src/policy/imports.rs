@@ -1,0 +1,99 @@
+//! What a policy can reach from inside its sandbox: the `pseudonym` and `log` imports, an
+//! empty WASI context, and the limits on its memory. One `Sandbox` lives for one batch.
+
+use super::bindings::masq::policy::{log, pseudonym, types};
+use crate::keys::Pseudonymizer;
+use std::sync::Arc;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Log lines a policy may write per batch; the rest are counted, so a chatty or hostile
+/// policy cannot flood the operator's logs.
+const LOG_LINES_PER_BATCH: u32 = 100;
+
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pseudonymizer: Arc<Pseudonymizer>,
+    policy_name: Arc<str>,
+    memory_limit: usize,
+    pub memory_denied: Option<usize>,
+    log_lines: u32,
+    pub log_dropped: u32,
+}
+
+impl Sandbox {
+    pub fn new(pseudonymizer: Arc<Pseudonymizer>, policy_name: Arc<str>, memory_limit: usize) -> Sandbox {
+        // Nothing granted: no preopened directories, no environment, no arguments, no
+        // sockets or name lookups, stdio closed. Clocks and random stay (harmless, and
+        // language runtimes need them to start).
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            pseudonymizer,
+            policy_name,
+            memory_limit,
+            memory_denied: None,
+            log_lines: 0,
+            log_dropped: 0,
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for Sandbox {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_denied = Some(desired);
+            // Trapping (rather than letting memory.grow return -1) makes the cause certain;
+            // an allocator that sees -1 usually traps anyway, with a vaguer message.
+            wasmtime::bail!(
+                "policy tried to grow its memory to {desired} bytes, over the limit of {} bytes",
+                self.memory_limit
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl types::Host for Sandbox {}
+
+impl pseudonym::Host for Sandbox {
+    fn pseudonymize(&mut self, value: String) -> String {
+        self.pseudonymizer.token(&value)
+    }
+}
+
+impl log::Host for Sandbox {
+    fn log(&mut self, level: log::Level, message: String) {
+        if self.log_lines >= LOG_LINES_PER_BATCH {
+            self.log_dropped += 1;
+            return;
+        }
+        self.log_lines += 1;
+        let policy = &*self.policy_name;
+        // A policy's words are data: cap their length so one call cannot fill the log.
+        let message: String = message.chars().take(1000).collect();
+        match level {
+            log::Level::Debug => tracing::debug!(policy, "{message}"),
+            log::Level::Info => tracing::info!(policy, "{message}"),
+            log::Level::Warn => tracing::warn!(policy, "{message}"),
+            log::Level::Error => tracing::error!(policy, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `masq run`: wires key, policy, table, queue and signals together, runs the pipeline and
+//! prints the summary. Everything that can be checked is checked before the first receive.
+
+use crate::cli::RunArgs;
+use crate::keys::Pseudonymizer;
+use crate::pipeline::{self, Counters, PipelineConfig};
+use crate::policy::{PolicyHost, PolicyOptions};
+use crate::sink::postgres;
+use crate::sink::schema::{TableName, TableSchema};
+use crate::source::sqs::SqsSource;
+use anyhow::bail;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Longest a stop may take from signal to exit.
+const STOP_DEADLINE: Duration = Duration::from_secs(25);
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pseudonymizer = match (&args.key_file, args.unkeyed) {
+        (Some(path), false) => Pseudonymizer::from_key_file(path)?,
+        (None, true) => {
+            tracing::warn!(
+                "UNKEYED mode: tokens are plain SHA-256 of the value. An unkeyed hash of an IPv4 \
+                 address is reversed in about a second on one GPU (2^32 candidates); use --key-file \
+                 for anything that leaves this machine"
+            );
+            Pseudonymizer::Unkeyed
+        }
+        (None, false) => bail!(
+            "no key for pseudonyms: pass --key-file FILE (make one with `masq keygen > masq.key`), \
+             or --unkeyed for plain SHA-256"
+        ),
+        (Some(_), true) => bail!("--key-file and --unkeyed exclude each other"),
+    };
+    tracing::info!(mode = %pseudonymizer.describe(), "pseudonyms");
+
+    let options = PolicyOptions {
+        deadline: Duration::from_millis(args.policy_deadline_ms),
+        config: args.policy_config.clone(),
+        ..PolicyOptions::default()
+    };
+    let plugin = args.plugin.clone();
+    let policy = tokio::task::spawn_blocking(move || PolicyHost::load(&plugin, options, Arc::new(pseudonymizer)))
+        .await??;
+    let policy = Arc::new(policy);
+
+    let table = TableName::parse(&args.table)?;
+    let client = postgres::connect(&args.database_url).await?;
+    let schema = Arc::new(TableSchema::load(&client, &table).await?);
+    drop(client);
+    schema.check_writes(&policy.info().name, &policy.info().writes)?;
+
+    let source = SqsSource::connect(&args.queue_url).await?;
+    let (visible, _) = source.depth().await?;
+
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+
+    let counters = Arc::new(Counters::default());
+    let progress = (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(counters.clone(), visible));
+
+    let config = PipelineConfig {
+        database_url: args.database_url.clone(),
+        batch_size: args.batch_size as usize,
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
+        receivers: args.receivers as usize,
+        workers: args.workers as usize,
+        visibility_timeout: args.visibility_timeout,
+        wait_seconds: args.wait_seconds,
+        drain: args.drain,
+    };
+    tracing::info!(
+        queue = %args.queue_url,
+        table = %table,
+        policy = %policy.info().name,
+        version = %policy.info().version,
+        drain = args.drain,
+        "masq running"
+    );
+    let started = Instant::now();
+    pipeline::run(config, source.clone(), policy, schema, counters.clone(), stop.clone()).await?;
+    if let Some(bar) = progress {
+        bar.abort();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+
+    let c = |v: &std::sync::atomic::AtomicU64| Counters::get(v);
+    let (left, in_flight) = source.depth().await.unwrap_or((0, 0));
+    let summary = format!(
+        "{}: received {}, written {}, dead-lettered {}, dropped {}, duplicates skipped {}, handed back {}, \
+         in {:.2} s ({:.0} messages/s); queue now has {} visible, {} in flight",
+        if stop.is_cancelled() { "stopped" } else { "drained" },
+        c(&counters.received),
+        c(&counters.written),
+        c(&counters.dead_lettered),
+        c(&counters.dropped),
+        c(&counters.duplicates),
+        c(&counters.released),
+        seconds,
+        c(&counters.received) as f64 / seconds.max(1e-9),
+        left,
+        in_flight,
+    );
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("stopping: no new receives; finishing batches in flight, handing back the rest");
+        stop.cancel();
+        // A stop must not hang: past the deadline, exit. Messages not yet deleted reappear
+        // after their visibility timeout and the ledger skips those already written.
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_DEADLINE);
+            eprintln!("error: stop took longer than {} s; exiting now", STOP_DEADLINE.as_secs());
+            std::process::exit(2);
+        });
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+fn spawn_progress(counters: Arc<Counters>, total: u64) -> tokio::task::JoinHandle<()> {
+    let bar = indicatif::ProgressBar::new(total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} messages ({per_sec}) {msg}",
+        )
+        .expect("valid template"),
+    );
+    tokio::spawn(async move {
+        loop {
+            let received = Counters::get(&counters.received);
+            if received > bar.length().unwrap_or(0) {
+                bar.set_length(received);
+            }
+            bar.set_position(received);
+            bar.set_message(format!(
+                "written {}, dead-lettered {}",
+                Counters::get(&counters.written),
+                Counters::get(&counters.dead_lettered)
+            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}

@@ -1,0 +1,3 @@
+pub mod ddl;
+pub mod postgres;
+pub mod schema;

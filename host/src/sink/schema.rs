@@ -1,0 +1,393 @@
+//! The target table as the sink sees it: its columns, and how a policy's value becomes a cell
+//! of a column. A value that does not fit (wrong type, too long, out of range) is refused here,
+//! per field, so one bad record becomes one dead letter instead of a failed COPY.
+
+use crate::policy::{Field, Value};
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use postgres_types::{IsNull, ToSql, Type, to_sql_checked};
+use std::error::Error;
+use tokio_postgres::Client;
+
+/// A table name split into optional schema and name, both validated plain identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl TableName {
+    /// Accepts `table` or `schema.table`, each a plain SQL identifier, so the name can be
+    /// quoted safely into DDL and COPY statements.
+    pub fn parse(raw: &str) -> anyhow::Result<TableName> {
+        let parts: Vec<&str> = raw.split('.').collect();
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        match parts.as_slice() {
+            [name] if ok(name) => Ok(TableName { schema: None, name: name.to_string() }),
+            [schema, name] if ok(schema) && ok(name) => {
+                Ok(TableName { schema: Some(schema.to_string()), name: name.to_string() })
+            }
+            _ => bail!(
+                "table name '{raw}' is not `table` or `schema.table` made of letters, digits and '_'"
+            ),
+        }
+    }
+
+    /// The quoted form for SQL text.
+    pub fn quoted(&self) -> String {
+        match &self.schema {
+            Some(s) => format!("\"{s}\".\"{}\"", self.name),
+            None => format!("\"{}\"", self.name),
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// One column of the target table.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: Type,
+    /// Most characters a varchar(n)/char(n) column holds.
+    pub max_chars: Option<usize>,
+    pub not_null: bool,
+}
+
+/// The columns of the target table, in table order.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    pub table: TableName,
+    pub columns: Vec<Column>,
+}
+
+/// A value ready for binary COPY.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Bool(bool),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Text(String),
+    Date(NaiveDate),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+    Json(serde_json::Value),
+}
+
+impl ToSql for Cell {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::Bool(v) => v.to_sql(ty, out),
+            Cell::I16(v) => v.to_sql(ty, out),
+            Cell::I32(v) => v.to_sql(ty, out),
+            Cell::I64(v) => v.to_sql(ty, out),
+            Cell::F32(v) => v.to_sql(ty, out),
+            Cell::F64(v) => v.to_sql(ty, out),
+            Cell::Text(v) => v.to_sql(ty, out),
+            Cell::Date(v) => v.to_sql(ty, out),
+            Cell::Timestamp(v) => v.to_sql(ty, out),
+            Cell::TimestampTz(v) => v.to_sql(ty, out),
+            Cell::Json(v) => v.to_sql(ty, out),
+        }
+    }
+
+    // Every cell was made for its column's type by `TableSchema::cells`.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// The column types masq can write.
+fn supported(ty: &Type) -> bool {
+    [
+        Type::BOOL,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::BPCHAR,
+        Type::DATE,
+        Type::TIMESTAMP,
+        Type::TIMESTAMPTZ,
+        Type::JSON,
+        Type::JSONB,
+    ]
+    .contains(ty)
+}
+
+impl TableSchema {
+    /// Reads the table's columns from the catalog.
+    pub async fn load(client: &Client, table: &TableName) -> anyhow::Result<TableSchema> {
+        let rows = client
+            .query(
+                "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull \
+                 FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1)::oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&table.quoted()],
+            )
+            .await
+            .with_context(|| format!("cannot read the columns of table {table}"))?;
+        if rows.is_empty() {
+            bail!("table {table} does not exist: create it with `masq db init --table {table}`");
+        }
+        let columns = rows
+            .iter()
+            .map(|row| {
+                let oid: u32 = row.get(1);
+                let typmod: i32 = row.get(2);
+                let ty = Type::from_oid(oid).unwrap_or(Type::UNKNOWN);
+                let max_chars = (matches!(ty, Type::VARCHAR | Type::BPCHAR) && typmod > 4)
+                    .then(|| (typmod - 4) as usize);
+                Column { name: row.get(0), ty, max_chars, not_null: row.get(3) }
+            })
+            .collect();
+        Ok(TableSchema { table: table.clone(), columns })
+    }
+
+    /// Checks that every field a policy says it writes is a column of a type masq can write.
+    pub fn check_writes(&self, policy: &str, writes: &[String]) -> anyhow::Result<()> {
+        for field in writes {
+            match self.columns.iter().find(|c| &c.name == field) {
+                None => bail!(
+                    "policy {policy} writes field '{field}', but table {} has no such column (it has {}). \
+                     Add the column, or pick the table with --table",
+                    self.table,
+                    self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                Some(c) if !supported(&c.ty) => bail!(
+                    "policy {policy} writes column {}.{} of type {}, which masq cannot write; use \
+                     text, varchar, integer types, float types, boolean, date, timestamp(tz) or json(b)",
+                    self.table,
+                    c.name,
+                    c.ty
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Indexes of the columns that any of these rows writes, in table order; COPY lists only
+    /// these, so columns nobody writes keep their defaults.
+    pub fn columns_written<'a>(&self, rows: impl Iterator<Item = &'a [Field]>) -> Vec<usize> {
+        let mut used = vec![false; self.columns.len()];
+        for row in rows {
+            for field in row {
+                if let Some(i) = self.columns.iter().position(|c| c.name == field.name) {
+                    used[i] = true;
+                }
+            }
+        }
+        (0..used.len()).filter(|&i| used[i]).collect()
+    }
+
+    /// The row's cells for the given columns, or the reason the row does not fit.
+    pub fn cells(&self, fields: &[Field], columns: &[usize]) -> Result<Vec<Cell>, String> {
+        let mut problems = Vec::new();
+        for field in fields {
+            if !self.columns.iter().any(|c| c.name == field.name) {
+                problems.push(format!("field '{}' has no column in table {}", field.name, self.table));
+            }
+        }
+        let mut cells = Vec::with_capacity(columns.len());
+        for &i in columns {
+            let column = &self.columns[i];
+            let mut matching = fields.iter().filter(|f| f.name == column.name);
+            let value = matching.next().map(|f| &f.value).unwrap_or(&Value::Null);
+            if matching.next().is_some() {
+                problems.push(format!("field '{}' appears twice in the policy's output", column.name));
+                continue;
+            }
+            match to_cell(value, column) {
+                Ok(cell) => cells.push(cell),
+                Err(why) => problems.push(format!("field '{}': {why}", column.name)),
+            }
+        }
+        if problems.is_empty() { Ok(cells) } else { Err(problems.join("; ")) }
+    }
+}
+
+fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
+    let ty = &column.ty;
+    let mismatch = || {
+        let what = match value {
+            Value::Null => "null",
+            Value::Boolean(_) => "a boolean",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Text(_) => "a string",
+            Value::Json(_) => "a JSON array or object",
+        };
+        format!("{what} does not fit column type {ty}")
+    };
+    let cell = match value {
+        Value::Null if column.not_null => return Err("null, but the column is NOT NULL".to_string()),
+        Value::Null => Cell::Null,
+        Value::Boolean(b) if *ty == Type::BOOL => Cell::Bool(*b),
+        Value::Integer(i) if *ty == Type::INT2 => {
+            Cell::I16(i16::try_from(*i).map_err(|_| format!("{i} is out of range for smallint"))?)
+        }
+        Value::Integer(i) if *ty == Type::INT4 => {
+            Cell::I32(i32::try_from(*i).map_err(|_| format!("{i} is out of range for integer"))?)
+        }
+        Value::Integer(i) if *ty == Type::INT8 => Cell::I64(*i),
+        Value::Integer(i) if *ty == Type::FLOAT8 => Cell::F64(*i as f64),
+        Value::Integer(i) if *ty == Type::FLOAT4 => Cell::F32(*i as f32),
+        Value::Float(f) if *ty == Type::FLOAT8 => Cell::F64(*f),
+        Value::Float(f) if *ty == Type::FLOAT4 => Cell::F32(*f as f32),
+        Value::Text(s) if [Type::TEXT, Type::VARCHAR, Type::BPCHAR].contains(ty) => {
+            if s.contains('\0') {
+                return Err("contains a NUL character, which PostgreSQL text cannot hold".to_string());
+            }
+            if let Some(max) = column.max_chars {
+                let chars = s.chars().count();
+                if chars > max {
+                    return Err(format!("{chars} characters do not fit {ty}({max})"));
+                }
+            }
+            Cell::Text(s.clone())
+        }
+        Value::Text(s) if *ty == Type::DATE => Cell::Date(
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| format!("'{}' is not a date (YYYY-MM-DD)", truncate(s)))?,
+        ),
+        Value::Text(s) if *ty == Type::TIMESTAMPTZ => Cell::TimestampTz(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| format!("'{}' is not an RFC 3339 timestamp", truncate(s)))?
+                .with_timezone(&Utc),
+        ),
+        Value::Text(s) if *ty == Type::TIMESTAMP => Cell::Timestamp(
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .map_err(|_| format!("'{}' is not a timestamp (YYYY-MM-DDTHH:MM:SS)", truncate(s)))?,
+        ),
+        Value::Json(j) if [Type::JSON, Type::JSONB].contains(ty) => {
+            Cell::Json(serde_json::from_str(j).map_err(|e| format!("not valid JSON: {e}"))?)
+        }
+        _ if [Type::JSON, Type::JSONB].contains(ty) => Cell::Json(match value {
+            Value::Boolean(b) => serde_json::Value::Bool(*b),
+            Value::Integer(i) => serde_json::Value::from(*i),
+            Value::Float(f) => serde_json::Value::from(*f),
+            Value::Text(s) => serde_json::Value::String(s.clone()),
+            _ => return Err(mismatch()),
+        }),
+        _ => return Err(mismatch()),
+    };
+    Ok(cell)
+}
+
+/// At most 40 characters of a value, for error messages (never the whole of a huge value).
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= 40 { s.to_string() } else { format!("{}...", s.chars().take(40).collect::<String>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login_schema() -> TableSchema {
+        let col = |name: &str, ty: Type, max: Option<usize>| Column {
+            name: name.into(),
+            ty,
+            max_chars: max,
+            not_null: false,
+        };
+        TableSchema {
+            table: TableName::parse("user_logins").unwrap(),
+            columns: vec![
+                col("user_id", Type::VARCHAR, Some(128)),
+                col("device_type", Type::VARCHAR, Some(32)),
+                col("masked_ip", Type::VARCHAR, Some(256)),
+                col("masked_device_id", Type::VARCHAR, Some(256)),
+                col("locale", Type::VARCHAR, Some(32)),
+                col("app_version", Type::INT4, None),
+                col("create_date", Type::DATE, None),
+            ],
+        }
+    }
+
+    fn field(name: &str, value: Value) -> Field {
+        Field { name: name.into(), value }
+    }
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        assert_eq!(TableName::parse("user_logins").unwrap().quoted(), "\"user_logins\"");
+        assert_eq!(TableName::parse("app.logins").unwrap().quoted(), "\"app\".\"logins\"");
+        for bad in ["", "a.b.c", "x;drop", "1abc", "a\"b", "a b"] {
+            assert!(TableName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fitting_values_become_cells_in_column_order() {
+        let s = login_schema();
+        let row = vec![
+            field("create_date", Value::Text("2022-12-01".into())),
+            field("user_id", Value::Text("u".into())),
+            field("app_version", Value::Integer(2_003_000)),
+            field("locale", Value::Null),
+        ];
+        let cols = s.columns_written([row.as_slice()].into_iter());
+        assert_eq!(cols, vec![0, 4, 5, 6]);
+        assert_eq!(
+            s.cells(&row, &cols).unwrap(),
+            vec![
+                Cell::Text("u".into()),
+                Cell::Null,
+                Cell::I32(2_003_000),
+                Cell::Date(NaiveDate::from_ymd_opt(2022, 12, 1).unwrap())
+            ]
+        );
+    }
+
+    #[test]
+    fn misfits_are_refused_naming_each_field() {
+        let s = login_schema();
+        let all: Vec<usize> = (0..7).collect();
+        let reason = |row: Vec<Field>| s.cells(&row, &all).unwrap_err();
+        assert_eq!(
+            reason(vec![field("user_id", Value::Text("x".repeat(129)))]),
+            "field 'user_id': 129 characters do not fit character varying(128)"
+        );
+        assert_eq!(
+            reason(vec![field("app_version", Value::Integer(1 << 40))]),
+            "field 'app_version': 1099511627776 is out of range for integer"
+        );
+        assert_eq!(
+            reason(vec![field("user_id", Value::Integer(5))]),
+            "field 'user_id': an integer does not fit column type varchar"
+        );
+        assert_eq!(
+            reason(vec![field("foo", Value::Text("oops".into()))]),
+            "field 'foo' has no column in table user_logins"
+        );
+        assert!(reason(vec![field("create_date", Value::Text("yesterday".into()))]).contains("is not a date"));
+        assert!(reason(vec![field("locale", Value::Text("a\0b".into()))]).contains("NUL"));
+        // Unicode counts as characters, like PostgreSQL does, not bytes.
+        assert!(s.cells(&[field("device_type", Value::Text("é".repeat(32)))], &[1]).is_ok());
+    }
+}

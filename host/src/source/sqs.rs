@@ -1,0 +1,255 @@
+//! `SqsSource`: the SQS calls masq makes. Receives long-poll; deletes go in batches of ten and
+//! entries that fail are retried; visibility is extended for messages still being worked on
+//! and dropped to zero for messages masq gives back. It never decides *when* to delete: the
+//! pipeline calls `delete` only after the database commit.
+
+use super::Message;
+use anyhow::{anyhow, bail};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use std::time::Duration;
+
+/// SQS takes at most ten entries per batch call.
+const SQS_BATCH: usize = 10;
+/// Attempts for each delete entry before leaving the message to reappear (the ledger then
+/// makes the redelivery harmless).
+const DELETE_ATTEMPTS: u32 = 5;
+
+#[derive(Clone)]
+pub struct SqsSource {
+    client: Client,
+    queue_url: String,
+    endpoint: String,
+}
+
+/// The AWS client from the standard chain (AWS_ENDPOINT_URL, AWS_REGION, credentials).
+pub async fn client() -> anyhow::Result<(Client, String)> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    if config.region().is_none() {
+        bail!("no AWS region: set AWS_REGION (e.g. AWS_REGION=us-east-1; any name works for a local SQS server)");
+    }
+    let endpoint = config
+        .endpoint_url()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("the AWS SQS endpoint of {}", config.region().expect("checked above")));
+    Ok((Client::new(&config), endpoint))
+}
+
+impl SqsSource {
+    /// Connects and checks the queue answers, so a wrong URL fails at start, not in a loop.
+    pub async fn connect(queue_url: &str) -> anyhow::Result<SqsSource> {
+        let (client, endpoint) = client().await?;
+        let source = SqsSource { client, queue_url: queue_url.to_string(), endpoint };
+        source.depth().await?;
+        Ok(source)
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    fn fail(&self, what: &str, e: impl std::error::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot {what} queue {} at {}: {}. Check the queue URL and AWS_ENDPOINT_URL; for a local \
+             server run `just services`",
+            self.queue_url,
+            self.endpoint,
+            DisplayErrorContext(e)
+        )
+    }
+
+    /// Messages visible and in flight (ApproximateNumberOfMessages, ...NotVisible).
+    pub async fn depth(&self) -> anyhow::Result<(u64, u64)> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| self.fail("read the depth of", e))?;
+        let get = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        ))
+    }
+
+    /// One long-poll receive of up to ten messages.
+    pub async fn receive(&self, wait_seconds: i32, visibility_timeout: i32) -> anyhow::Result<Vec<Message>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(SQS_BATCH as i32)
+            .wait_time_seconds(wait_seconds)
+            .visibility_timeout(visibility_timeout)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| self.fail("receive from", e))?;
+        let mut messages = Vec::with_capacity(out.messages().len());
+        for m in out.messages() {
+            let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
+                tracing::warn!("SQS returned a message without id or receipt handle; skipped, it will reappear");
+                continue;
+            };
+            let attribute = |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name));
+            let sent_ms = attribute(MessageSystemAttributeName::SentTimestamp)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| {
+                    // Only a broken server omits it; the date then is the receive date, said loudly.
+                    tracing::warn!(message_id = id, "message has no SentTimestamp; using the time of receipt");
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0)
+                });
+            let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            messages.push(Message {
+                id: id.to_string(),
+                receipt: receipt.to_string(),
+                body: m.body().unwrap_or_default().to_string(),
+                sent_ms,
+                receive_count,
+            });
+        }
+        Ok(messages)
+    }
+
+    /// Deletes messages, ten per call, retrying entries that fail. Returns how many could not
+    /// be deleted after every attempt (they reappear later and the ledger skips them).
+    pub async fn delete(&self, receipts: &[&str]) -> usize {
+        let mut failed = 0;
+        for chunk in receipts.chunks(SQS_BATCH) {
+            let mut pending: Vec<(usize, &str)> = chunk.iter().copied().enumerate().collect();
+            for attempt in 1..=DELETE_ATTEMPTS {
+                let entries = pending
+                    .iter()
+                    .map(|(i, r)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(*r)
+                            .build()
+                            .expect("id and receipt handle are set")
+                    })
+                    .collect();
+                match self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(&self.queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        let failed_ids: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
+                        if let Some(f) = out.failed().first() {
+                            tracing::warn!(
+                                failed = failed_ids.len(),
+                                attempt,
+                                code = f.code(),
+                                "some deletes failed; retrying them"
+                            );
+                        }
+                        pending.retain(|(i, _)| failed_ids.contains(&i.to_string().as_str()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(attempt, error = %DisplayErrorContext(&e), "delete call failed; retrying");
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            failed += pending.len();
+        }
+        if failed > 0 {
+            tracing::warn!(failed, "messages not deleted after retries; they will reappear and be skipped by the ledger");
+        }
+        failed
+    }
+
+    /// Sets the visibility timeout of in-flight messages: extends it for messages still being
+    /// worked on, or 0 to hand them back to the queue at once.
+    pub async fn set_visibility(&self, receipts: &[&str], seconds: i32) {
+        for chunk in receipts.chunks(SQS_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*r)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let result = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match result {
+                Ok(out) if !out.failed().is_empty() => {
+                    tracing::warn!(failed = out.failed().len(), seconds, "some visibility changes failed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(seconds, error = %DisplayErrorContext(&e), "visibility change failed"),
+            }
+        }
+    }
+
+    /// Sends bodies, ten per call. Fails if SQS refuses any entry.
+    pub async fn send(&self, bodies: &[String]) -> anyhow::Result<()> {
+        for chunk in bodies.chunks(SQS_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| self.fail("send to", e))?;
+            if let Some(f) = out.failed().first() {
+                bail!(
+                    "queue {} refused {} of {} messages: {} ({})",
+                    self.queue_url,
+                    out.failed().len(),
+                    chunk.len(),
+                    f.message().unwrap_or("no message"),
+                    f.code()
+                );
+            }
+        }
+        Ok(())
+    }
+}
