@@ -1,0 +1,11 @@
+//! Integration tests: the real `masq` binary against a real PostgreSQL and a real SQS server
+//! (fauxqs), each test on its own queue and table. `just test` starts the services and
+//! builds the policies first.
+
+mod support;
+
+mod bad_input;
+mod cli_errors;
+mod login_data_set;
+mod redelivery;
+mod shutdown;

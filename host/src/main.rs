@@ -5,6 +5,7 @@
 mod batch;
 mod cli;
 mod decode;
+mod failpoint;
 mod keys;
 mod pipeline;
 mod policy;
@@ -66,7 +67,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MASQ_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("MASQ_LOG").unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

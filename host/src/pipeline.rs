@@ -99,10 +99,6 @@ impl Held {
         s.receipts.iter().filter(|(_, t)| t.elapsed() >= age).map(|(r, _)| r.clone()).collect()
     }
 
-    fn count(&self) -> usize {
-        self.inner.lock().expect("held lock").receipts.len()
-    }
-
     /// A receiver found the queue empty. Returns true once every receiver has, while masq
     /// holds nothing: that is an empty queue, not a gap between two receives.
     fn idle(&self) -> bool {
@@ -181,6 +177,8 @@ pub async fn run(
         ));
     }
 
+    // Only workers may hold the receiving end: when they stop, senders must see it closed.
+    drop(rx);
     while receivers.join_next().await.is_some() {}
     while workers.join_next().await.is_some() {}
     // Messages still held were received but never started (stop came first): hand them back.
@@ -207,9 +205,24 @@ async fn receive_loop(
     let wait = if config.drain { config.wait_seconds.min(1) } else { config.wait_seconds };
     let mut backoff = Duration::from_millis(500);
     loop {
+        let receive = source.receive(wait, config.visibility_timeout);
+        tokio::pin!(receive);
         let received = tokio::select! {
-            _ = receiving.cancelled() => return,
-            r = source.receive(wait, config.visibility_timeout) => r,
+            r = &mut receive => r,
+            _ = receiving.cancelled() => {
+                // A receive cut off mid-flight may already have taken messages, which would
+                // then stay invisible for a whole timeout. With messages waiting it returns
+                // within milliseconds, so let it finish briefly and hand back what it got.
+                if let Ok(Ok(messages)) = tokio::time::timeout(Duration::from_secs(2), &mut receive).await
+                    && !messages.is_empty()
+                {
+                    let receipts: Vec<&str> = messages.iter().map(|m| m.receipt.as_str()).collect();
+                    source.set_visibility(&receipts, 0).await;
+                    counters.received.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                    counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                }
+                return;
+            }
         };
         match received {
             Ok(messages) if messages.is_empty() => {
@@ -233,13 +246,21 @@ async fn receive_loop(
                 backoff = Duration::from_millis(500);
                 held.add(&messages);
                 counters.received.fetch_add(messages.len() as u64, Ordering::Relaxed);
-                if let Err(mpsc::error::SendError(messages)) = tx.send(messages).await {
-                    // Workers are gone (stopping): give these back now.
-                    let receipts: Vec<&str> = messages.iter().map(|m| m.receipt.as_str()).collect();
-                    source.set_visibility(&receipts, 0).await;
-                    counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
-                    held.remove(receipts.into_iter());
-                    return;
+                let permit = tokio::select! {
+                    _ = receiving.cancelled() => Err(()),
+                    permit = tx.reserve() => permit.map_err(|_| ()),
+                };
+                match permit {
+                    Ok(permit) => permit.send(messages),
+                    Err(()) => {
+                        // Stopping, or workers gone: give these back now rather than let
+                        // them sit invisible until their timeout.
+                        let receipts: Vec<&str> = messages.iter().map(|m| m.receipt.as_str()).collect();
+                        source.set_visibility(&receipts, 0).await;
+                        counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                        held.remove(receipts.into_iter());
+                        return;
+                    }
                 }
             }
             Err(e) => {
@@ -290,6 +311,7 @@ async fn worker_loop(
         let items = decide(&policy, &source, batch).await;
         match write_with_retry(&mut sink, &items, &provenance, &config.database_url, &stop).await {
             Some(report) => {
+                crate::failpoint::crash_after_commit();
                 counters.add(report);
                 counters.batches.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(

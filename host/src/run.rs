@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let client = postgres::connect(&args.database_url).await?;
     let schema = Arc::new(TableSchema::load(&client, &table).await?);
     drop(client);
-    schema.check_writes(&policy.info().name, &policy.info().writes)?;
+    schema.check_writes(&policy.info().name, policy.writes())?;
 
     let source = SqsSource::connect(&args.queue_url).await?;
     let (visible, _) = source.depth().await?;

@@ -3,7 +3,7 @@
 
 use crate::source::sqs::SqsSource;
 use anyhow::{Context, bail};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, TryStreamExt};
 use std::path::Path;
 
 /// Send calls in flight at once.

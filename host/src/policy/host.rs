@@ -55,6 +55,8 @@ pub struct PolicyHost {
     engine: Engine,
     pre: PolicyPluginPre<Sandbox>,
     info: PolicyInfo,
+    /// The fields the policy writes under the operator's configuration.
+    writes: Vec<String>,
     digest: String,
     options: PolicyOptions,
     pseudonymizer: Arc<Pseudonymizer>,
@@ -117,6 +119,7 @@ impl PolicyHost {
                 writes: Vec::new(),
                 settings: Vec::new(),
             },
+            writes: Vec::new(),
             digest,
             options,
             pseudonymizer,
@@ -133,7 +136,7 @@ impl PolicyHost {
         }
         host.name = Arc::from(info.name.as_str());
         host.info = info;
-        host.configure(&mut store, &plugin).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
+        host.writes = host.configure(&mut store, &plugin).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
         tracing::info!(
             policy = %host.info.name,
             version = %host.info.version,
@@ -146,6 +149,11 @@ impl PolicyHost {
 
     pub fn info(&self) -> &PolicyInfo {
         &self.info
+    }
+
+    /// The fields the policy writes with the operator's configuration.
+    pub fn writes(&self) -> &[String] {
+        &self.writes
     }
 
     /// SHA-256 of the component file, hex.
@@ -181,7 +189,8 @@ impl PolicyHost {
         Ok((store, plugin))
     }
 
-    fn configure(&self, store: &mut Store<Sandbox>, plugin: &PolicyPlugin) -> Result<(), BatchError> {
+    /// Configures an instance; returns the fields this configuration writes.
+    fn configure(&self, store: &mut Store<Sandbox>, plugin: &PolicyPlugin) -> Result<Vec<String>, BatchError> {
         plugin
             .masq_policy_policy()
             .call_configure(&mut *store, &self.options.config)

@@ -2,7 +2,7 @@
 //! message id, so a redelivered message writes nothing twice), then the rows by binary COPY,
 //! then the dead letters. Nothing is acknowledged to the queue before this commits.
 
-use super::schema::{Cell, TableName, TableSchema};
+use super::schema::{Cell, TableSchema};
 use crate::batch::{Item, Provenance, Stage, Verdict};
 use anyhow::{Context, anyhow};
 use futures_util::pin_mut;
@@ -60,15 +60,6 @@ pub struct WriteReport {
     pub dead_lettered: u64,
     /// Messages whose id the ledger already had: redeliveries, written before.
     pub duplicates: u64,
-}
-
-impl WriteReport {
-    pub fn add(&mut self, other: WriteReport) {
-        self.written += other.written;
-        self.dropped += other.dropped;
-        self.dead_lettered += other.dead_lettered;
-        self.duplicates += other.duplicates;
-    }
 }
 
 pub struct PostgresSink {

@@ -371,7 +371,7 @@ mod tests {
         let reason = |row: Vec<Field>| s.cells(&row, &all).unwrap_err();
         assert_eq!(
             reason(vec![field("user_id", Value::Text("x".repeat(129)))]),
-            "field 'user_id': 129 characters do not fit character varying(128)"
+            "field 'user_id': 129 characters do not fit varchar(128)"
         );
         assert_eq!(
             reason(vec![field("app_version", Value::Integer(1 << 40))]),

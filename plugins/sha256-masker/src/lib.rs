@@ -52,10 +52,11 @@ impl Guest for Sha256Masker {
         }
     }
 
-    fn configure(config: Config) -> Result<(), String> {
+    fn configure(config: Config) -> Result<Vec<String>, String> {
         let parsed = Settings::parse(&config)?;
+        let writes = parsed.writes();
         SETTINGS.with(|s| *s.borrow_mut() = parsed);
-        Ok(())
+        Ok(writes)
     }
 
     fn transform(batch: Vec<Record>) -> Vec<Outcome> {

@@ -1,0 +1,58 @@
+# masq: every way to build, run, test and benchmark. Each recipe is safe to run again.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Local services (see scripts/services.sh). Real AWS settings in the environment win.
+export AWS_ENDPOINT_URL := env_var_or_default("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+export AWS_REGION := env_var_or_default("AWS_REGION", "us-east-1")
+export AWS_ACCESS_KEY_ID := env_var_or_default("AWS_ACCESS_KEY_ID", "test")
+export AWS_SECRET_ACCESS_KEY := env_var_or_default("AWS_SECRET_ACCESS_KEY", "test")
+export MASQ_TEST_DATABASE_URL := env_var_or_default("MASQ_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/masq_test")
+demo_db := "postgres://postgres@127.0.0.1:5432/masq_demo"
+masq := "target/release/masq"
+
+# List the recipes.
+default:
+    @just --list
+
+# Start PostgreSQL and the local SQS server, installing them when missing.
+services:
+    scripts/services.sh
+
+# Build every policy into target/plugins/<name>.wasm.
+plugins:
+    scripts/build-plugins.sh
+
+# Build the masq binary (release: the demo, tests and benchmarks share one build).
+build:
+    cargo build --release --locked -p masq
+
+# The whole job on the real login data set: queue -> policy -> PostgreSQL, then show rows.
+demo: services plugins build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    queue=$(curl -s -X POST -H 'X-Amz-Target: AmazonSQS.CreateQueue' \
+      -H 'Content-Type: application/x-amz-json-1.0' -d '{"QueueName":"login-queue"}' \
+      "$AWS_ENDPOINT_URL/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["QueueUrl"])')
+    [ -s target/demo.key ] || (umask 077 && {{masq}} keygen > target/demo.key)
+    {{masq}} db init --database-url {{demo_db}}
+    # A re-run shows the same result: start from an empty queue and table.
+    curl -s -o /dev/null -X POST -H 'X-Amz-Target: AmazonSQS.PurgeQueue' \
+      -H 'Content-Type: application/x-amz-json-1.0' -d "{\"QueueUrl\":\"$queue\"}" "$AWS_ENDPOINT_URL/"
+    psql -q {{demo_db}} -c "TRUNCATE user_logins; DELETE FROM masq.ledger WHERE target_table = 'user_logins'; DELETE FROM masq.dead_letters WHERE target_table = 'user_logins'"
+    {{masq}} seed --queue-url "$queue" --file tests/fixtures/fetch-login-queue/messages.jsonl
+    {{masq}} run --plugin target/plugins/sha256-masker.wasm --queue-url "$queue" \
+      --database-url {{demo_db}} --key-file target/demo.key --drain
+    psql {{demo_db}} -c "SELECT * FROM user_logins ORDER BY create_date DESC, user_id LIMIT 5"
+    psql {{demo_db}} -c "SELECT count(*) AS rows, count(DISTINCT masked_ip) AS distinct_ips, count(*) FILTER (WHERE locale IS NULL) AS null_locales FROM user_logins"
+    psql {{demo_db}} -c "SELECT message_id, stage, reason FROM masq.dead_letters ORDER BY id DESC LIMIT 5"
+    echo "Query the rows yourself: psql {{demo_db}}"
+
+# Every test: unit tests, then integration tests against real PostgreSQL and SQS.
+test: services plugins
+    cargo test --release --locked --workspace
+
+# Throughput against the SQS server's own ceiling; writes docs/BENCHMARKS.md.
+bench: services plugins
+    cargo build --release --locked -p masq --examples
+    python3 scripts/bench.py

@@ -1,0 +1,293 @@
+//! Shared set-up for the integration tests: every test gets its own SQS queue and its own
+//! table (random suffix) on the real local services, and drives the real `masq` binary.
+
+#![allow(dead_code)]
+
+use aws_sdk_sqs::Client as SqsClient;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+use tokio::process::Command;
+use tokio_postgres::Client as PgClient;
+
+pub const MASQ: &str = env!("CARGO_BIN_EXE_masq");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// A policy built by `just plugins`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = repo_root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run `just plugins` (or `just test`, which does)", path.display());
+    path
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+pub fn database_url() -> String {
+    std::env::var("MASQ_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/masq_test".into())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("random bytes");
+    hex::encode(b)
+}
+
+/// A test's private queue, table and key.
+pub struct TestEnv {
+    pub sqs: SqsClient,
+    pub db: PgClient,
+    pub queue_url: String,
+    pub table: String,
+    pub key_file: PathBuf,
+    pub key: Vec<u8>,
+    pub key_id: String,
+    dir: PathBuf,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> TestEnv {
+        let suffix = random_hex(4);
+        let sqs_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await;
+        let sqs = SqsClient::new(&sqs_config);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("{name}-{suffix}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("cannot create a queue at {}: {e:?}; run `just services`", endpoint()))
+            .queue_url
+            .expect("queue url");
+
+        let (db, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach {}: {e}; run `just services`", database_url()));
+        tokio::spawn(conn);
+
+        let dir = std::env::temp_dir().join(format!("masq-test-{name}-{suffix}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).unwrap();
+        let key_id = format!("kt{suffix}");
+        let key_file = dir.join("test.key");
+        std::fs::write(
+            &key_file,
+            format!(
+                r#"{{"active": "{key_id}", "keys": {{"{key_id}": "{}"}}}}"#,
+                base64::engine::general_purpose::STANDARD.encode(&key)
+            ),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+
+        let env = TestEnv { sqs, db, queue_url, table: format!("logins_{name}_{suffix}").replace('-', "_"), key_file, key, key_id, dir };
+        let out = env.masq(&["db", "init"]).await;
+        assert!(out.status.success(), "masq db init failed: {}", String::from_utf8_lossy(&out.stderr));
+        env
+    }
+
+    /// A `masq` command with this test's queue, table and database in its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(MASQ);
+        cmd.args(args)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("DATABASE_URL", database_url())
+            .env("MASQ_QUEUE_URL", &self.queue_url)
+            .env("MASQ_TABLE", &self.table)
+            .env("MASQ_LOG_FORMAT", "text")
+            .env_remove("MASQ_KEY_FILE")
+            .env_remove("MASQ_FAILPOINT")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn masq(&self, args: &[&str]) -> Output {
+        self.command(args).output().await.expect("masq runs")
+    }
+
+    /// `masq run --drain` with the default policy and this test's key, plus `extra` flags.
+    /// Panics with masq's output if it fails; returns its stdout (the summary).
+    pub async fn drain(&self, extra: &[&str]) -> String {
+        let plugin = plugin("sha256-masker");
+        let key = self.key_file.display().to_string();
+        let mut args = vec!["run", "--drain", "--plugin", plugin.to_str().unwrap()];
+        if !extra.contains(&"--unkeyed") {
+            args.extend(["--key-file", key.as_str()]);
+        }
+        args.extend(extra);
+        let out = self.masq(&args).await;
+        assert!(
+            out.status.success(),
+            "masq run failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub async fn send(&self, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(b)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send");
+            assert!(out.failed().is_empty(), "SQS refused messages: {:?}", out.failed());
+        }
+    }
+
+    /// (visible, in flight) messages in the queue.
+    pub async fn depth(&self) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let get = |a: A| out.attributes().unwrap().get(&a).unwrap().parse().unwrap();
+        (get(A::ApproximateNumberOfMessages), get(A::ApproximateNumberOfMessagesNotVisible))
+    }
+
+    /// Every row of the table as text columns, sorted.
+    pub async fn rows(&self) -> Vec<LoginRow> {
+        let mut rows: Vec<LoginRow> = self
+            .db
+            .query(
+                &format!(
+                    "SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_version, \
+                     create_date::text FROM {}",
+                    self.table
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| LoginRow {
+                user_id: r.get(0),
+                device_type: r.get(1),
+                masked_ip: r.get(2),
+                masked_device_id: r.get(3),
+                locale: r.get(4),
+                app_version: r.get(5),
+                create_date: r.get(6),
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    pub async fn count(&self, sql_from_where: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {}", sql_from_where.replace("$table", &self.table));
+        self.db.query_one(&sql, &[]).await.unwrap().get(0)
+    }
+
+    /// This table's dead letters: (body, reason, stage).
+    pub async fn dead_letters(&self) -> Vec<(String, String, String)> {
+        self.db
+            .query(
+                "SELECT body, reason, stage FROM masq.dead_letters WHERE target_table = $1 ORDER BY id",
+                &[&self.table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+
+    pub async fn ledger_count(&self) -> i64 {
+        self.db
+            .query_one("SELECT count(*) FROM masq.ledger WHERE target_table = $1", &[&self.table])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The token masq must store for `value` under this test's key, computed independently.
+    pub fn token(&self, value: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).unwrap();
+        mac.update(value.as_bytes());
+        format!("{}:{}", self.key_id, hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LoginRow {
+    pub user_id: Option<String>,
+    pub device_type: Option<String>,
+    pub masked_ip: Option<String>,
+    pub masked_device_id: Option<String>,
+    pub locale: Option<String>,
+    pub app_version: Option<i32>,
+    pub create_date: Option<String>,
+}
+
+/// A well-formed login body.
+pub fn login(user_id: &str, ip: &str, device_id: &str, app_version: &str, locale: Option<&str>) -> String {
+    serde_json::json!({
+        "user_id": user_id, "app_version": app_version, "device_type": "android",
+        "ip": ip, "locale": locale, "device_id": device_id
+    })
+    .to_string()
+}
+
+/// The documented app_version encoding, written again here as the tests' own oracle.
+pub fn expected_version(v: &str) -> i32 {
+    let parts: Vec<i32> = v.split('.').map(|p| p.parse().unwrap()).collect();
+    let get = |i: usize| parts.get(i).copied().unwrap_or(0);
+    get(0) * 1_000_000 + get(1) * 1_000 + get(2)
+}
+
+/// Today's UTC date, as PostgreSQL prints it.
+pub fn utc_today() -> String {
+    chrono::Utc::now().date_naive().to_string()
+}
