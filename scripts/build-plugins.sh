@@ -11,7 +11,7 @@ mkdir -p target/plugins
 
 rust_plugins=$(ls -d plugins/*/Cargo.toml 2>/dev/null | xargs -n1 dirname | xargs -n1 basename)
 if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
-  build() { cargo build --quiet --profile wasm --target wasm32-unknown-unknown --target-dir target/wasm -p "$1"; }
+  build() { cargo build --quiet --profile wasm --target wasm32-unknown-unknown --target-dir target/wasm "${@/#/--package=}"; }
 else
   missing=""
   for p in rustc-web cargo-web rust-web-src lld-19; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
@@ -22,7 +22,7 @@ else
   build() {
     PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C linker=wasm-ld-19" \
       /usr/bin/cargo build --quiet --profile wasm -Zbuild-std=std,panic_abort \
-      --target wasm32-unknown-unknown --target-dir target/wasm -p "$1"
+      --target wasm32-unknown-unknown --target-dir target/wasm "${@/#/--package=}"
   }
 fi
 for name in $rust_plugins; do
@@ -31,3 +31,15 @@ for name in $rust_plugins; do
     -o "target/plugins/$name.wasm"
   echo "built target/plugins/$name.wasm ($(stat -c %s "target/plugins/$name.wasm") bytes)"
 done
+
+# Hostile test policies for the sandbox tests (plugins/hostile/*/, see its README): one cargo
+# call builds them all in parallel, reusing the std and wit-bindgen built above.
+hostile=$(ls -d plugins/hostile/*/Cargo.toml 2>/dev/null | xargs -rn1 dirname | xargs -rn1 basename | grep -vx common || true)
+if [ -n "$hostile" ]; then
+  build $(printf 'hostile-%s ' $hostile)
+  for name in $hostile; do
+    wasm-tools component new "target/wasm/wasm32-unknown-unknown/wasm/hostile_${name//-/_}.wasm" \
+      -o "target/plugins/hostile-$name.wasm"
+  done
+  echo "built target/plugins/hostile-{$(echo $hostile | tr ' ' ',')}.wasm"
+fi
