@@ -32,6 +32,12 @@ for name in $rust_plugins; do
   echo "built target/plugins/$name.wasm ($(stat -c %s "target/plugins/$name.wasm") bytes)"
 done
 
+# The hot-swap tests need two versions of one policy: version-stamp built again as 2.0.0.
+STAMP_VERSION=2.0.0 build version-stamp
+wasm-tools component new target/wasm/wasm32-unknown-unknown/wasm/version_stamp.wasm \
+  -o target/plugins/version-stamp-2.wasm
+echo "built target/plugins/version-stamp-2.wasm"
+
 # Hostile test policies for the sandbox tests (plugins/hostile/*/, see its README): one cargo
 # call builds them all in parallel, reusing the std and wit-bindgen built above.
 hostile=$(ls -d plugins/hostile/*/Cargo.toml 2>/dev/null | xargs -rn1 dirname | xargs -rn1 basename | grep -vx common || true)

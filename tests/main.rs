@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod cli_errors;
+mod hot_swap;
 mod login_data_set;
 mod redelivery;
 mod shutdown;

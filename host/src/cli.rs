@@ -38,6 +38,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Polls a queue, runs every message through a policy, writes rows to PostgreSQL.
+    /// Replacing the policy or key file (or SIGHUP) swaps in the new version while running.
     #[command(after_help = "\
 Examples:
   masq run --plugin sha256-masker.wasm --queue-url $QUEUE --database-url $DATABASE_URL --key-file masq.key
@@ -56,6 +57,10 @@ Examples:
   masq seed --queue-url $QUEUE --file messages.jsonl
   masq seed --queue-url $QUEUE --count 20000        # about 1% of them malformed")]
     Seed(SeedArgs),
+    /// Shows the policy each consumer of a table serves, since when, recent refusals, and
+    /// how many messages each policy version handled.
+    #[command(after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins")]
+    Status(StatusArgs),
     /// Prints a new key file (one fresh 256-bit key) to stdout.
     #[command(after_help = "Example:\n  masq keygen > masq.key && chmod 600 masq.key")]
     Keygen,
@@ -78,16 +83,33 @@ pub struct DbInitArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// The target table whose consumers to show.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     /// The policy: a WebAssembly component implementing masq:policy/policy-plugin.
     #[arg(long, env = "MASQ_PLUGIN")]
     pub plugin: PathBuf,
+    /// Refuse any policy file whose SHA-256 is not this (hex), at start and at every reload.
+    #[arg(long, env = "MASQ_PLUGIN_SHA256")]
+    pub plugin_sha256: Option<String>,
     /// The SQS queue URL to read from.
     #[arg(long, env = "MASQ_QUEUE_URL")]
     pub queue_url: String,
     /// PostgreSQL connection string, e.g. postgres://user@localhost:5432/app.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address,
+    /// e.g. 127.0.0.1:9187.
+    #[arg(long, env = "MASQ_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Table to write rows to; fields are matched to its columns by name.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,

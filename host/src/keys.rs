@@ -128,12 +128,40 @@ impl Pseudonymizer {
         }
     }
 
+    /// The active key id, if keyed.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Pseudonymizer::Keyed { key_id, .. } => Some(key_id),
+            Pseudonymizer::Unkeyed => None,
+        }
+    }
+
     /// What the log says about the mode (key id only, never the key).
     pub fn describe(&self) -> String {
         match self {
             Pseudonymizer::Keyed { key_id, .. } => format!("keyed HMAC-SHA-256, key id {key_id}"),
             Pseudonymizer::Unkeyed => "UNKEYED SHA-256".to_string(),
         }
+    }
+}
+
+/// The pseudonymizer in use, replaceable while running (key rotation): a batch takes the
+/// current one when it starts and keeps it to the end.
+pub struct Keys {
+    current: std::sync::RwLock<std::sync::Arc<Pseudonymizer>>,
+}
+
+impl Keys {
+    pub fn new(p: Pseudonymizer) -> Keys {
+        Keys { current: std::sync::RwLock::new(std::sync::Arc::new(p)) }
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Pseudonymizer> {
+        self.current.read().expect("keys lock").clone()
+    }
+
+    pub fn replace(&self, p: Pseudonymizer) {
+        *self.current.write().expect("keys lock") = std::sync::Arc::new(p);
     }
 }
 

@@ -2,20 +2,9 @@
 //! `main` parses the command line, sets up logging, runs one command and turns its error into
 //! a message and an exit code.
 
-mod batch;
-mod cli;
-mod decode;
-mod failpoint;
-mod keys;
-mod pipeline;
-mod policy;
-mod run;
-mod seed;
-mod sink;
-mod source;
-
 use clap::Parser;
-use cli::{Cli, Command, DbCommand, LogFormat};
+use masq::cli::{Cli, Command, DbCommand, LogFormat};
+use masq::{keys, run, seed, sink, source};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -56,6 +45,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let (sent, malformed) = seed::synthetic(&source, count, args.seed).await?;
                 println!("sent {sent} messages ({malformed} malformed on purpose) to {}", args.queue_url);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            sink::schema::TableName::parse(&args.table)?;
+            print!("{}", sink::events::status(&args.database_url, &args.table).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen => {

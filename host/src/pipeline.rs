@@ -9,13 +9,14 @@
 
 use crate::batch::{Item, Provenance, Stage, Verdict};
 use crate::decode::decode_body;
-use crate::policy::{BatchError, Metadata, Outcome, PolicyHost, Record};
+use crate::metrics::Counters;
+use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
 use crate::sink::postgres::{PostgresSink, WriteReport};
 use crate::sink::schema::TableSchema;
 use crate::source::Message;
 use crate::source::sqs::SqsSource;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -33,30 +34,6 @@ pub struct PipelineConfig {
     pub visibility_timeout: i32,
     pub wait_seconds: i32,
     pub drain: bool,
-}
-
-/// Counters for the summary (and, later, metrics).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub received: AtomicU64,
-    pub written: AtomicU64,
-    pub dropped: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub released: AtomicU64,
-    pub batches: AtomicU64,
-}
-
-impl Counters {
-    fn add(&self, r: WriteReport) {
-        self.written.fetch_add(r.written, Ordering::Relaxed);
-        self.dropped.fetch_add(r.dropped, Ordering::Relaxed);
-        self.dead_lettered.fetch_add(r.dead_lettered, Ordering::Relaxed);
-        self.duplicates.fetch_add(r.duplicates, Ordering::Relaxed);
-    }
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
 }
 
 /// Every message masq holds, from receipt until it is deleted or handed back. The heartbeat
@@ -119,16 +96,12 @@ impl Held {
 pub async fn run(
     config: PipelineConfig,
     source: SqsSource,
-    policy: Arc<PolicyHost>,
+    policy: Arc<ActivePolicy>,
+    canary: Arc<Canary>,
     schema: Arc<TableSchema>,
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let provenance = Arc::new(Provenance {
-        name: policy.info().name.clone(),
-        version: policy.info().version.clone(),
-        digest: policy.digest().to_string(),
-    });
     // Connect every worker before receiving anything, so a bad DATABASE_URL holds no message.
     let mut sinks = Vec::with_capacity(config.workers);
     for _ in 0..config.workers {
@@ -168,7 +141,7 @@ pub async fn run(
             sink,
             source.clone(),
             policy.clone(),
-            provenance.clone(),
+            canary.clone(),
             config.clone(),
             held.clone(),
             counters.clone(),
@@ -264,6 +237,7 @@ async fn receive_loop(
                 }
             }
             Err(e) => {
+                Counters::inc(&counters.sqs_errors, 1);
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "receive failed");
                 tokio::select! {
                     _ = receiving.cancelled() => return,
@@ -296,8 +270,8 @@ async fn heartbeat_loop(source: SqsSource, held: Arc<Held>, visibility_timeout: 
 async fn worker_loop(
     mut sink: PostgresSink,
     source: SqsSource,
-    policy: Arc<PolicyHost>,
-    provenance: Arc<Provenance>,
+    policy: Arc<ActivePolicy>,
+    canary: Arc<Canary>,
     config: PipelineConfig,
     held: Arc<Held>,
     counters: Arc<Counters>,
@@ -308,12 +282,21 @@ async fn worker_loop(
     loop {
         let Some(batch) = next_batch(&rx, config.batch_size, config.batch_wait, &stop).await else { break };
         let started = Instant::now();
-        let items = decide(&policy, &source, batch).await;
-        match write_with_retry(&mut sink, &items, &provenance, &config.database_url, &stop).await {
+        // The version in service when the batch starts decides all of it, even if a swap
+        // happens meanwhile; the ledger names exactly this version.
+        let policy = policy.current();
+        let provenance = Provenance {
+            name: policy.info().name.clone(),
+            version: policy.info().version.clone(),
+            digest: policy.digest().to_string(),
+        };
+        let items = decide(&policy, &canary, &counters, &source, batch).await;
+        match write_with_retry(&mut sink, &items, &provenance, &config.database_url, &counters, &stop).await {
             Some(report) => {
                 crate::failpoint::crash_after_commit();
-                counters.add(report);
+                add_report(&counters, report);
                 counters.batches.fetch_add(1, Ordering::Relaxed);
+                counters.observe_batch(started.elapsed().as_secs_f64());
                 tracing::debug!(
                     messages = items.len(),
                     written = report.written,
@@ -373,7 +356,13 @@ async fn next_batch(
 /// Decodes and transforms a batch: the verdict for every message, in order. Duplicates of a
 /// message id within the batch (a redelivery that overtook the first copy) are acknowledged
 /// with the first copy and not written again.
-async fn decide(policy: &Arc<PolicyHost>, source: &SqsSource, batch: Vec<Message>) -> Vec<Item> {
+async fn decide(
+    policy: &Arc<PolicyHost>,
+    canary: &Canary,
+    counters: &Counters,
+    source: &SqsSource,
+    batch: Vec<Message>,
+) -> Vec<Item> {
     let mut seen = HashSet::with_capacity(batch.len());
     let mut items = Vec::with_capacity(batch.len());
     let mut duplicates = Vec::new();
@@ -403,7 +392,10 @@ async fn decide(policy: &Arc<PolicyHost>, source: &SqsSource, batch: Vec<Message
             Err(reason) => item.verdict = Verdict::Dead { stage: Stage::Decode, reason },
         }
     }
+    canary.remember(&records);
+    let policy_started = Instant::now();
     let outcomes = transform(policy, records).await;
+    Counters::inc(&counters.policy_nanos, policy_started.elapsed().as_nanos() as u64);
     for (i, outcome) in record_of.into_iter().zip(outcomes) {
         items[i].verdict = match outcome {
             Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
@@ -416,6 +408,13 @@ async fn decide(policy: &Arc<PolicyHost>, source: &SqsSource, batch: Vec<Message
     // so they write nothing, and their receipts are deleted with the batch.
     items.extend(duplicates.into_iter().map(|message| Item { message, verdict: Verdict::Drop }));
     items
+}
+
+fn add_report(c: &Counters, r: WriteReport) {
+    Counters::inc(&c.written, r.written);
+    Counters::inc(&c.dropped, r.dropped);
+    Counters::inc(&c.dead_lettered, r.dead_lettered);
+    Counters::inc(&c.duplicates, r.duplicates);
 }
 
 /// Runs the policy on a blocking thread. If the whole batch fails, each record is retried
@@ -446,6 +445,7 @@ async fn write_with_retry(
     items: &[Item],
     provenance: &Provenance,
     database_url: &str,
+    counters: &Counters,
     stop: &CancellationToken,
 ) -> Option<WriteReport> {
     // Within the 25 s a stop may take, leave time to hand messages back.
@@ -465,7 +465,10 @@ async fn write_with_retry(
         if !sink.is_closed() {
             match sink.write(&unique, provenance).await {
                 Ok(report) => return Some(report),
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "batch not written; retrying"),
+                Err(e) => {
+                    Counters::inc(&counters.postgres_errors, 1);
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "batch not written; retrying")
+                }
             }
         }
         if stop.is_cancelled() {

@@ -2,16 +2,20 @@
 //! prints the summary. Everything that can be checked is checked before the first receive.
 
 use crate::cli::RunArgs;
-use crate::keys::Pseudonymizer;
-use crate::pipeline::{self, Counters, PipelineConfig};
-use crate::policy::{PolicyHost, PolicyOptions};
+use crate::keys::{Keys, Pseudonymizer};
+use crate::metrics::Counters;
+use crate::pipeline::{self, PipelineConfig};
+use crate::policy::reload::{PolicyLoader, Reloader};
+use crate::policy::{ActivePolicy, Canary, PolicyOptions, PolicyRuntime};
+use crate::sink::events::EventLog;
 use crate::sink::postgres;
 use crate::sink::schema::{TableName, TableSchema};
 use crate::source::sqs::SqsSource;
-use anyhow::bail;
+use anyhow::{Context, bail};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -36,22 +40,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (Some(_), true) => bail!("--key-file and --unkeyed exclude each other"),
     };
     tracing::info!(mode = %pseudonymizer.describe(), "pseudonyms");
-
-    let options = PolicyOptions {
-        deadline: Duration::from_millis(args.policy_deadline_ms),
-        config: args.policy_config.clone(),
-        ..PolicyOptions::default()
-    };
-    let plugin = args.plugin.clone();
-    let policy = tokio::task::spawn_blocking(move || PolicyHost::load(&plugin, options, Arc::new(pseudonymizer)))
-        .await??;
-    let policy = Arc::new(policy);
+    let keys = Arc::new(Keys::new(pseudonymizer));
 
     let table = TableName::parse(&args.table)?;
     let client = postgres::connect(&args.database_url).await?;
     let schema = Arc::new(TableSchema::load(&client, &table).await?);
     drop(client);
-    schema.check_writes(&policy.info().name, policy.writes())?;
+
+    let loader = PolicyLoader {
+        runtime: Arc::new(PolicyRuntime::new()?),
+        options: PolicyOptions {
+            deadline: Duration::from_millis(args.policy_deadline_ms),
+            config: args.policy_config.clone(),
+            ..PolicyOptions::default()
+        },
+        keys: keys.clone(),
+        pin: args.plugin_sha256.clone(),
+        schema: schema.clone(),
+    };
+    let bytes = std::fs::read(&args.plugin)
+        .with_context(|| format!("cannot read policy {}: build it with `just plugins`", args.plugin.display()))?;
+    let origin = args.plugin.display().to_string();
+    let first = loader.clone();
+    let policy = tokio::task::spawn_blocking(move || first.load(&bytes, &origin, &[])).await??;
+    tracing::info!(
+        policy = %policy.info().name,
+        version = %policy.info().version,
+        sha256 = %policy.digest(),
+        "policy loaded"
+    );
+    let active = Arc::new(ActivePolicy::new(policy));
 
     let source = SqsSource::connect(&args.queue_url).await?;
     let (visible, _) = source.depth().await?;
@@ -60,7 +78,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     spawn_signal_handler(stop.clone());
 
     let counters = Arc::new(Counters::default());
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}: is another process using it?"))?;
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        tokio::spawn(crate::metrics::serve(listener, counters.clone(), active.clone()));
+    }
     let progress = (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(counters.clone(), visible));
+
+    let events = EventLog::new(&args.database_url, &table.to_string());
+    events.record("started", Some(&active.current()), keys.current().key_id(), "").await;
+    let canary = Arc::new(Canary::new());
+    let reloader = Reloader {
+        loader,
+        plugin: args.plugin.clone(),
+        key_file: args.key_file.clone(),
+        active: active.clone(),
+        canary: canary.clone(),
+        counters: counters.clone(),
+        events: events.clone(),
+    };
+    let reloading = CancellationToken::new();
+    let watcher = tokio::spawn(reloader.watch(reloading.clone()));
 
     let config = PipelineConfig {
         database_url: args.database_url.clone(),
@@ -72,26 +112,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wait_seconds: args.wait_seconds,
         drain: args.drain,
     };
-    tracing::info!(
-        queue = %args.queue_url,
-        table = %table,
-        policy = %policy.info().name,
-        version = %policy.info().version,
-        drain = args.drain,
-        "masq running"
-    );
+    tracing::info!(queue = %args.queue_url, table = %table, drain = args.drain, "masq running");
+    counters.ready.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    pipeline::run(config, source.clone(), policy, schema, counters.clone(), stop.clone()).await?;
+    let result = pipeline::run(config, source.clone(), active.clone(), canary, schema, counters.clone(), stop.clone()).await;
+    counters.ready.store(false, Ordering::Relaxed);
+    reloading.cancel();
+    let _ = watcher.await;
     if let Some(bar) = progress {
         bar.abort();
     }
+    result?;
+    events.record("stopped", Some(&active.current()), keys.current().key_id(), "").await;
     let seconds = started.elapsed().as_secs_f64();
 
     let c = |v: &std::sync::atomic::AtomicU64| Counters::get(v);
     let (left, in_flight) = source.depth().await.unwrap_or((0, 0));
     let summary = format!(
         "{}: received {}, written {}, dead-lettered {}, dropped {}, duplicates skipped {}, handed back {}, \
-         in {:.2} s ({:.0} messages/s); queue now has {} visible, {} in flight",
+         in {:.2} s ({:.0} messages/s); policy swaps {}, refused {}; queue now has {} visible, {} in flight",
         if stop.is_cancelled() { "stopped" } else { "drained" },
         c(&counters.received),
         c(&counters.written),
@@ -101,6 +140,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         c(&counters.released),
         seconds,
         c(&counters.received) as f64 / seconds.max(1e-9),
+        c(&counters.policy_swaps),
+        c(&counters.policy_refusals),
         left,
         in_flight,
     );

@@ -9,7 +9,6 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 use tokio::process::Command;
 use tokio_postgres::Client as PgClient;
 
@@ -239,8 +238,12 @@ impl TestEnv {
     }
 
     pub async fn ledger_count(&self) -> i64 {
+        self.ledger_count_of(&self.table).await
+    }
+
+    pub async fn ledger_count_of(&self, table: &str) -> i64 {
         self.db
-            .query_one("SELECT count(*) FROM masq.ledger WHERE target_table = $1", &[&self.table])
+            .query_one("SELECT count(*) FROM masq.ledger WHERE target_table = $1", &[&table])
             .await
             .unwrap()
             .get(0)
@@ -290,4 +293,73 @@ pub fn expected_version(v: &str) -> i32 {
 /// Today's UTC date, as PostgreSQL prints it.
 pub fn utc_today() -> String {
     chrono::Utc::now().date_naive().to_string()
+}
+
+impl TestEnv {
+    /// A fresh queue and table that use `other`'s key (same id and secret), so two policies
+    /// run into separate tables can be compared token for token.
+    pub async fn new_sharing_key(name: &str, other: &TestEnv) -> TestEnv {
+        let mut env = TestEnv::new(name).await;
+        std::fs::copy(&other.key_file, &env.key_file).expect("copy the key file");
+        env.key = other.key.clone();
+        env.key_id = other.key_id.clone();
+        env
+    }
+
+    /// As `drain`, with the policy `target/plugins/<plugin_name>.wasm`.
+    pub async fn drain_with(&self, plugin_name: &str, extra: &[&str]) -> String {
+        let plugin = plugin(plugin_name);
+        let key = self.key_file.display().to_string();
+        let mut args = vec!["run", "--drain", "--plugin", plugin.to_str().unwrap()];
+        if !extra.contains(&"--unkeyed") {
+            args.extend(["--key-file", key.as_str()]);
+        }
+        args.extend(extra);
+        let out = self.masq(&args).await;
+        assert!(
+            out.status.success(),
+            "masq run with {plugin_name} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// (policy name, policy version, messages) of this table's ledger, one entry per pair.
+    pub async fn ledger_policies(&self) -> Vec<(String, String, i64)> {
+        self.db
+            .query(
+                "SELECT policy_name, policy_version, count(*) FROM masq.ledger WHERE target_table = $1 \
+                 GROUP BY 1, 2 ORDER BY 1, 2",
+                &[&self.table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    }
+}
+
+/// A fresh temporary directory (removed by the OS's tmp cleaning, not by the test, so a
+/// failed test leaves its files to look at).
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("masq-test-{name}-{}", random_hex(4)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The body of a plain HTTP GET to 127.0.0.1:port.
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("metrics endpoint");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

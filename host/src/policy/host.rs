@@ -5,13 +5,12 @@
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
 use super::imports::Sandbox;
 use super::{Outcome, PolicyInfo, Record};
-use crate::keys::Pseudonymizer;
-use anyhow::{Context, bail};
+use crate::keys::Keys;
+use anyhow::bail;
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
@@ -51,54 +50,64 @@ pub enum BatchError {
     WrongCount { got: usize, expected: usize },
 }
 
-pub struct PolicyHost {
+/// The engine every version of a policy runs on: compiled code, the linker with masq's
+/// imports, and the epoch thread behind deadlines. Made once per process, so a hot swap only
+/// compiles the new component.
+pub struct PolicyRuntime {
     engine: Engine,
+    linker: Linker<Sandbox>,
+    _ticker: EpochTicker,
+}
+
+impl PolicyRuntime {
+    pub fn new() -> anyhow::Result<PolicyRuntime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
+        let mut linker: Linker<Sandbox> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+        PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link masq's imports: {e:#}"))?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(PolicyRuntime { engine, linker, _ticker: ticker })
+    }
+}
+
+pub struct PolicyHost {
+    runtime: Arc<PolicyRuntime>,
     pre: PolicyPluginPre<Sandbox>,
     info: PolicyInfo,
     /// The fields the policy writes under the operator's configuration.
     writes: Vec<String>,
     digest: String,
     options: PolicyOptions,
-    pseudonymizer: Arc<Pseudonymizer>,
+    keys: Arc<Keys>,
     name: Arc<str>,
-    _ticker: EpochTicker,
+    loaded_at: SystemTime,
 }
 
 impl PolicyHost {
-    /// Compiles and checks a policy: it must implement the world, import nothing else, answer
-    /// `describe`, and accept the operator's configuration.
-    pub fn load(path: &Path, options: PolicyOptions, pseudonymizer: Arc<Pseudonymizer>) -> anyhow::Result<PolicyHost> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read policy {}: build it with `just plugins`", path.display()))?;
-        Self::from_bytes(&bytes, &path.display().to_string(), options, pseudonymizer)
-    }
-
-    /// As `load`, from the component's bytes; `origin` names it in errors.
+    /// Compiles and checks a policy from the component's bytes: it must implement the world,
+    /// import nothing else, answer `describe`, and accept the operator's configuration.
+    /// `origin` names it in errors.
     pub fn from_bytes(
+        runtime: Arc<PolicyRuntime>,
         bytes: &[u8],
         origin: &str,
         options: PolicyOptions,
-        pseudonymizer: Arc<Pseudonymizer>,
+        keys: Arc<Keys>,
     ) -> anyhow::Result<PolicyHost> {
         let digest = hex::encode(Sha256::digest(bytes));
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.max_wasm_stack(512 << 10);
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
         let started = Instant::now();
-        let component = Component::new(&engine, bytes).map_err(|e| {
+        let component = Component::new(&runtime.engine, bytes).map_err(|e| {
             anyhow::anyhow!(
                 "{origin} is not a WebAssembly component masq can run: {e:#}. Build policies with \
                  `wasm-tools component new` (see docs/policy-authors.md)"
             )
         })?;
         let compile_ms = started.elapsed().as_millis();
-
-        let mut linker: Linker<Sandbox> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
-        PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("cannot link masq's imports: {e:#}"))?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
                 "policy {origin} imports something masq does not provide: {e:#}. A policy may \
                  import only masq:policy/pseudonym, masq:policy/log and WASI"
@@ -108,9 +117,8 @@ impl PolicyHost {
             anyhow::anyhow!("policy {origin} does not implement the world masq:policy/policy-plugin@0.1.0: {e:#}")
         })?;
 
-        let ticker = EpochTicker::start(engine.clone());
         let mut host = PolicyHost {
-            engine,
+            runtime,
             pre,
             info: PolicyInfo {
                 name: String::new(),
@@ -122,9 +130,9 @@ impl PolicyHost {
             writes: Vec::new(),
             digest,
             options,
-            pseudonymizer,
+            keys,
             name: Arc::from(origin),
-            _ticker: ticker,
+            loaded_at: SystemTime::now(),
         };
         let (mut store, plugin) = host.instantiate().map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
         let info = plugin
@@ -137,12 +145,12 @@ impl PolicyHost {
         host.name = Arc::from(info.name.as_str());
         host.info = info;
         host.writes = host.configure(&mut store, &plugin).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
-        tracing::info!(
+        tracing::debug!(
             policy = %host.info.name,
             version = %host.info.version,
             sha256 = %host.digest,
             compile_ms = compile_ms as u64,
-            "policy loaded"
+            "policy compiled and checked"
         );
         Ok(host)
     }
@@ -154,6 +162,11 @@ impl PolicyHost {
     /// The fields the policy writes with the operator's configuration.
     pub fn writes(&self) -> &[String] {
         &self.writes
+    }
+
+    /// When this version was loaded.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
     }
 
     /// SHA-256 of the component file, hex.
@@ -179,8 +192,8 @@ impl PolicyHost {
     }
 
     fn instantiate(&self) -> Result<(Store<Sandbox>, PolicyPlugin), BatchError> {
-        let sandbox = Sandbox::new(self.pseudonymizer.clone(), self.name.clone(), self.options.memory_limit);
-        let mut store = Store::new(&self.engine, sandbox);
+        let sandbox = Sandbox::new(self.keys.current(), self.name.clone(), self.options.memory_limit);
+        let mut store = Store::new(&self.runtime.engine, sandbox);
         store.limiter(|s| s);
         let ticks = self.options.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);

@@ -35,6 +35,20 @@ CREATE TABLE IF NOT EXISTS masq.dead_letters (
     dead_lettered_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_table ON masq.dead_letters (target_table, dead_lettered_at);
+-- Every policy load, swap and refusal, per consumer: what `masq status` shows.
+CREATE TABLE IF NOT EXISTS masq.policy_events (
+    id              bigserial   PRIMARY KEY,
+    target_table    text        NOT NULL,
+    consumer        text        NOT NULL,
+    event           text        NOT NULL CHECK (event IN ('started', 'swapped', 'refused', 'key_rotated', 'key_refused', 'stopped')),
+    policy_name     text,
+    policy_version  text,
+    policy_digest   text,
+    key_id          text,
+    detail          text,
+    at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS policy_events_by_table ON masq.policy_events (target_table, at);
 -- Dead letters hold raw, unmasked bodies: nobody but their owner reads them by default.
 REVOKE ALL ON masq.dead_letters FROM PUBLIC;
 ";

@@ -1,3 +1,4 @@
 pub mod ddl;
+pub mod events;
 pub mod postgres;
 pub mod schema;

@@ -1,0 +1,15 @@
+//! masq as a library: the pipeline `source -> decode -> policy -> sink`, usable from the
+//! `masq` binary, the integration tests, the benchmarks and the fuzz targets.
+
+pub mod batch;
+pub mod cli;
+pub mod decode;
+pub mod failpoint;
+pub mod keys;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod run;
+pub mod seed;
+pub mod sink;
+pub mod source;

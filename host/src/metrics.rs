@@ -1,0 +1,140 @@
+//! Counters of what masq did, the Prometheus text they are served as, and the small HTTP
+//! server behind `--metrics-addr` (/metrics, /healthz, /readyz). No dependency: the protocol
+//! needed is one GET line.
+
+use crate::policy::ActivePolicy;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Upper bounds of the batch-latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub released: AtomicU64,
+    pub batches: AtomicU64,
+    pub sqs_errors: AtomicU64,
+    pub postgres_errors: AtomicU64,
+    pub policy_swaps: AtomicU64,
+    pub policy_refusals: AtomicU64,
+    pub key_reloads: AtomicU64,
+    pub key_refusals: AtomicU64,
+    /// Nanoseconds spent inside policies.
+    pub policy_nanos: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_micros_sum: AtomicU64,
+    pub ready: AtomicBool,
+}
+
+impl Counters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    pub fn inc(c: &AtomicU64, by: u64) {
+        c.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn observe_batch(&self, seconds: f64) {
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_micros_sum.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every counter and the active policy.
+    pub fn render(&self, policy: Option<&ActivePolicy>) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &AtomicU64); 13] = [
+            ("masq_messages_received_total", "Messages received from the queue.", &self.received),
+            ("masq_rows_written_total", "Rows written to the target table.", &self.written),
+            ("masq_messages_dropped_total", "Messages a policy dropped.", &self.dropped),
+            ("masq_dead_letters_total", "Messages written to the dead letters.", &self.dead_lettered),
+            ("masq_duplicates_skipped_total", "Redelivered messages the ledger skipped.", &self.duplicates),
+            ("masq_messages_released_total", "Messages handed back to the queue unprocessed.", &self.released),
+            ("masq_batches_total", "Batches committed.", &self.batches),
+            ("masq_sqs_errors_total", "Failed SQS calls.", &self.sqs_errors),
+            ("masq_postgres_errors_total", "Failed PostgreSQL writes.", &self.postgres_errors),
+            ("masq_policy_swaps_total", "Policy versions put in service while running.", &self.policy_swaps),
+            ("masq_policy_refusals_total", "New policy files refused; the old version kept serving.", &self.policy_refusals),
+            ("masq_key_reloads_total", "Key files reloaded while running.", &self.key_reloads),
+            ("masq_key_refusals_total", "Key files refused; the old key kept serving.", &self.key_refusals),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", Self::get(value));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP masq_policy_seconds_total Time spent inside policies.\n# TYPE masq_policy_seconds_total counter\nmasq_policy_seconds_total {}",
+            Self::get(&self.policy_nanos) as f64 / 1e9
+        );
+        let _ = writeln!(out, "# HELP masq_batch_seconds Batch latency, receive to commit.\n# TYPE masq_batch_seconds histogram");
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(out, "masq_batch_seconds_bucket{{le=\"{bound}\"}} {}", Self::get(bucket));
+        }
+        let count = Self::get(&self.latency_count);
+        let _ = writeln!(out, "masq_batch_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "masq_batch_seconds_sum {}", Self::get(&self.latency_micros_sum) as f64 / 1e6);
+        let _ = writeln!(out, "masq_batch_seconds_count {count}");
+        if let Some(active) = policy {
+            let p = active.current();
+            let loaded = p.loaded_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "# HELP masq_policy_info The policy in service.\n# TYPE masq_policy_info gauge\n\
+                 masq_policy_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1\n\
+                 # HELP masq_policy_loaded_timestamp_seconds When the policy in service was loaded.\n\
+                 # TYPE masq_policy_loaded_timestamp_seconds gauge\nmasq_policy_loaded_timestamp_seconds {loaded}",
+                escape(&p.info().name),
+                escape(&p.info().version),
+                p.digest()
+            );
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serves /metrics, /healthz (alive) and /readyz (policy loaded, database reached).
+pub async fn serve(listener: TcpListener, counters: Arc<Counters>, policy: Arc<ActivePolicy>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let (counters, policy) = (counters.clone(), policy.clone());
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", counters.render(Some(&policy))),
+                "/healthz" => ("200 OK", "ok\n".to_string()),
+                "/readyz" if counters.ready.load(Ordering::Relaxed) => ("200 OK", "ready\n".to_string()),
+                "/readyz" => ("503 Service Unavailable", "not ready\n".to_string()),
+                _ => ("404 Not Found", "try /metrics, /healthz or /readyz\n".to_string()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        });
+    }
+}
