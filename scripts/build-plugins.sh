@@ -49,3 +49,9 @@ if [ -n "$hostile" ]; then
   done
   echo "built target/plugins/hostile-{$(echo $hostile | tr ' ' ',')}.wasm"
 fi
+
+# Policies in other languages, each built by its own script (which installs its pinned
+# toolchain when missing and skips the build when nothing changed).
+for name in python-masker js-masker; do
+  "plugins/$name/build.sh" "target/plugins/$name.wasm"
+done

@@ -8,5 +8,6 @@ mod bad_input;
 mod cli_errors;
 mod hot_swap;
 mod login_data_set;
+mod policy_languages;
 mod redelivery;
 mod shutdown;
