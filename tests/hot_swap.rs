@@ -142,7 +142,8 @@ async fn broken_replacements_are_refused_and_the_old_version_keeps_serving() {
     let broken: Vec<(&str, std::path::PathBuf, &str)> = vec![
         ("not wasm", not_wasm, "is not a WebAssembly component"),
         ("core module, not a component", core_module, "is not a WebAssembly component"),
-        ("wrong world", plugin("hostile-imports"), "imports something masq does not provide"),
+        ("foreign import", plugin("hostile-imports"), "imports evil:net/exfiltrate, which masq does not grant"),
+        ("filesystem import", plugin("hostile-imports-fs"), "imports wasi:filesystem/types@0.2.12, wasi:filesystem/preopens@0.2.12, which masq does not grant"),
         ("trapping describe", plugin("hostile-describe"), "`describe` failed"),
         ("trapping on the canary", plugin("hostile-panic"), "failed on a canary batch"),
         ("truncated mid-copy", truncated, "is not a WebAssembly component"),

@@ -10,4 +10,5 @@ mod hot_swap;
 mod login_data_set;
 mod policy_languages;
 mod redelivery;
+mod sandbox;
 mod shutdown;

@@ -57,6 +57,12 @@ Examples:
   masq seed --queue-url $QUEUE --file messages.jsonl
   masq seed --queue-url $QUEUE --count 20000        # about 1% of them malformed")]
     Seed(SeedArgs),
+    /// Checks a policy without any service: world, imports, describe, configuration, size.
+    #[command(after_help = "Example:\n  masq plugin check target/plugins/sha256-masker.wasm --policy-config mask=ip:masked_ip")]
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Shows the policy each consumer of a table serves, since when, recent refusals, and
     /// how many messages each policy version handled.
     #[command(after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins")]
@@ -80,6 +86,21 @@ pub struct DbInitArgs {
     /// Table to create with the login-events columns, unless it exists.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Loads and validates a policy; exits non-zero on any problem.
+    Check(PluginCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginCheckArgs {
+    /// The policy component to check.
+    pub file: PathBuf,
+    /// A policy setting as key=value, checked with `configure`; repeat for more.
+    #[arg(long = "policy-config", value_parser = parse_key_value)]
+    pub policy_config: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -147,8 +168,11 @@ pub struct RunArgs {
     #[arg(long, env = "MASQ_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
     /// Longest a policy may run on one batch, in milliseconds, before it is stopped.
-    #[arg(long, env = "MASQ_POLICY_DEADLINE_MS", default_value_t = 5000)]
+    #[arg(long, env = "MASQ_POLICY_DEADLINE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub policy_deadline_ms: u64,
+    /// Most linear memory a policy instance may use, in MiB.
+    #[arg(long, env = "MASQ_POLICY_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub policy_memory_mb: u32,
 }
 
 #[derive(Debug, Args)]

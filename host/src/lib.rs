@@ -2,12 +2,14 @@
 //! `masq` binary, the integration tests, the benchmarks and the fuzz targets.
 
 pub mod batch;
+pub mod breaker;
 pub mod cli;
 pub mod decode;
 pub mod failpoint;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin_check;
 pub mod policy;
 pub mod run;
 pub mod seed;

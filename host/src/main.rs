@@ -3,7 +3,7 @@
 //! a message and an exit code.
 
 use clap::Parser;
-use masq::cli::{Cli, Command, DbCommand, LogFormat};
+use masq::cli::{Cli, Command, DbCommand, LogFormat, PluginCommand};
 use masq::{keys, run, seed, sink, source};
 use std::process::ExitCode;
 
@@ -45,6 +45,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let (sent, malformed) = seed::synthetic(&source, count, args.seed).await?;
                 println!("sent {sent} messages ({malformed} malformed on purpose) to {}", args.queue_url);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Check(args) } => {
+            let report = tokio::task::spawn_blocking(move || masq::plugin_check::check(&args)).await??;
+            print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {

@@ -27,6 +27,10 @@ pub struct Counters {
     pub policy_refusals: AtomicU64,
     pub key_reloads: AtomicU64,
     pub key_refusals: AtomicU64,
+    /// Batches given back because the policy failed on most of their records.
+    pub policy_broken_batches: AtomicU64,
+    /// Whether the last batch found the policy broken.
+    pub policy_broken: AtomicBool,
     /// Nanoseconds spent inside policies.
     pub policy_nanos: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -57,7 +61,7 @@ impl Counters {
     /// The Prometheus text exposition of every counter and the active policy.
     pub fn render(&self, policy: Option<&ActivePolicy>) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             ("masq_messages_received_total", "Messages received from the queue.", &self.received),
             ("masq_rows_written_total", "Rows written to the target table.", &self.written),
             ("masq_messages_dropped_total", "Messages a policy dropped.", &self.dropped),
@@ -71,6 +75,7 @@ impl Counters {
             ("masq_policy_refusals_total", "New policy files refused; the old version kept serving.", &self.policy_refusals),
             ("masq_key_reloads_total", "Key files reloaded while running.", &self.key_reloads),
             ("masq_key_refusals_total", "Key files refused; the old key kept serving.", &self.key_refusals),
+            ("masq_policy_broken_batches_total", "Batches handed back because the policy failed on most records.", &self.policy_broken_batches),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", Self::get(value));
@@ -79,6 +84,11 @@ impl Counters {
             out,
             "# HELP masq_policy_seconds_total Time spent inside policies.\n# TYPE masq_policy_seconds_total counter\nmasq_policy_seconds_total {}",
             Self::get(&self.policy_nanos) as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "# HELP masq_policy_broken 1 while the policy fails on most records.\n# TYPE masq_policy_broken gauge\nmasq_policy_broken {}",
+            u8::from(self.policy_broken.load(Ordering::Relaxed))
         );
         let _ = writeln!(out, "# HELP masq_batch_seconds Batch latency, receive to commit.\n# TYPE masq_batch_seconds histogram");
         for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {

@@ -8,6 +8,7 @@
 //! because of one bad message.
 
 use crate::batch::{Item, Provenance, Stage, Verdict};
+use crate::breaker::{self, Breaker};
 use crate::decode::decode_body;
 use crate::metrics::Counters;
 use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
@@ -135,6 +136,7 @@ pub async fn run(
         heartbeat_stop.clone(),
     ));
 
+    let breaker = Arc::new(Breaker::default());
     let mut workers = JoinSet::new();
     for sink in sinks {
         workers.spawn(worker_loop(
@@ -142,6 +144,7 @@ pub async fn run(
             source.clone(),
             policy.clone(),
             canary.clone(),
+            breaker.clone(),
             config.clone(),
             held.clone(),
             counters.clone(),
@@ -272,6 +275,7 @@ async fn worker_loop(
     source: SqsSource,
     policy: Arc<ActivePolicy>,
     canary: Arc<Canary>,
+    breaker: Arc<Breaker>,
     config: PipelineConfig,
     held: Arc<Held>,
     counters: Arc<Counters>,
@@ -290,7 +294,39 @@ async fn worker_loop(
             version: policy.info().version.clone(),
             digest: policy.digest().to_string(),
         };
-        let items = decide(&policy, &canary, &counters, &source, batch).await;
+        let (items, health) = decide(&policy, &canary, &counters, &source, batch).await;
+        if let breaker::Verdict::Broken { failed, evaluated, back_off } =
+            breaker.judge(policy.digest(), health.failed, health.evaluated)
+        {
+            // Not bad data: the policy fails on most records. Dead-lettering would drain the
+            // queue into the dead-letter table; leave the messages in the queue instead.
+            counters.policy_broken.store(true, Ordering::Relaxed);
+            Counters::inc(&counters.policy_broken_batches, 1);
+            tracing::error!(
+                policy = %policy.info().name,
+                version = %policy.info().version,
+                failed,
+                evaluated,
+                back_off_s = back_off.as_secs(),
+                last_error = %health.last_error,
+                "policy is BROKEN: it fails on most records. Messages stay in the queue, nothing is \
+                 dead-lettered; fix or swap the policy (replace the file, or SIGHUP)"
+            );
+            let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+            source.set_visibility(&receipts, back_off.as_secs().min(43_200) as i32).await;
+            Counters::inc(&counters.released, receipts.len() as u64);
+            held.remove(receipts.into_iter());
+            if config.drain {
+                // A drain cannot finish with a broken policy: stop and say so (exit code 3).
+                stop.cancel();
+                break;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(back_off) => continue,
+            }
+        }
+        counters.policy_broken.store(false, Ordering::Relaxed);
         match write_with_retry(&mut sink, &items, &provenance, &config.database_url, &counters, &stop).await {
             Some(report) => {
                 crate::failpoint::crash_after_commit();
@@ -362,7 +398,7 @@ async fn decide(
     counters: &Counters,
     source: &SqsSource,
     batch: Vec<Message>,
-) -> Vec<Item> {
+) -> (Vec<Item>, PolicyHealth) {
     let mut seen = HashSet::with_capacity(batch.len());
     let mut items = Vec::with_capacity(batch.len());
     let mut duplicates = Vec::new();
@@ -396,18 +432,32 @@ async fn decide(
     let policy_started = Instant::now();
     let outcomes = transform(policy, records).await;
     Counters::inc(&counters.policy_nanos, policy_started.elapsed().as_nanos() as u64);
+    let mut health = PolicyHealth { evaluated: outcomes.len() as u64, ..PolicyHealth::default() };
     for (i, outcome) in record_of.into_iter().zip(outcomes) {
         items[i].verdict = match outcome {
             Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
             Ok(Outcome::Drop) => Verdict::Drop,
             Ok(Outcome::Reject(reason)) => Verdict::Dead { stage: Stage::Policy, reason },
-            Err(e) => Verdict::Dead { stage: Stage::Policy, reason: e.to_string() },
+            Err(e) => {
+                health.failed += 1;
+                let reason = e.to_string();
+                health.last_error = reason.clone();
+                Verdict::Dead { stage: Stage::Policy, reason }
+            }
         };
     }
     // Redelivered copies ride along as drops; the ledger already has (or is getting) the id,
     // so they write nothing, and their receipts are deleted with the batch.
     items.extend(duplicates.into_iter().map(|message| Item { message, verdict: Verdict::Drop }));
-    items
+    (items, health)
+}
+
+/// How the policy fared on a batch: records it ran on, records it failed on.
+#[derive(Debug, Default)]
+struct PolicyHealth {
+    evaluated: u64,
+    failed: u64,
+    last_error: String,
 }
 
 fn add_report(c: &Counters, r: WriteReport) {
@@ -417,25 +467,16 @@ fn add_report(c: &Counters, r: WriteReport) {
     Counters::inc(&c.duplicates, r.duplicates);
 }
 
-/// Runs the policy on a blocking thread. If the whole batch fails, each record is retried
-/// alone, so one poisoned record costs only itself.
+/// Runs the policy on a blocking thread; a failing batch is split to find its bad records
+/// (see `PolicyHost::transform_isolated`).
 async fn transform(policy: &Arc<PolicyHost>, records: Vec<Record>) -> Vec<Result<Outcome, BatchError>> {
     if records.is_empty() {
         return Vec::new();
     }
     let policy = policy.clone();
-    tokio::task::spawn_blocking(move || match policy.transform(&records) {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(batch_error) => {
-            tracing::warn!(error = %batch_error, records = records.len(), "policy failed on a batch; retrying its records one by one");
-            records
-                .iter()
-                .map(|r| policy.transform(std::slice::from_ref(r)).map(|mut o| o.remove(0)))
-                .collect()
-        }
-    })
-    .await
-    .expect("the policy runs in a sandbox and cannot panic the host")
+    tokio::task::spawn_blocking(move || policy.transform_isolated(&records))
+        .await
+        .expect("the policy runs in a sandbox and cannot panic the host")
 }
 
 /// Writes until the database takes the batch. Gives up only when stopping (after a grace

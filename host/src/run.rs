@@ -51,6 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         runtime: Arc::new(PolicyRuntime::new()?),
         options: PolicyOptions {
             deadline: Duration::from_millis(args.policy_deadline_ms),
+            memory_limit: (args.policy_memory_mb as usize) << 20,
             config: args.policy_config.clone(),
             ..PolicyOptions::default()
         },
@@ -126,12 +127,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     events.record("stopped", Some(&active.current()), keys.current().key_id(), "").await;
     let seconds = started.elapsed().as_secs_f64();
 
+    let broken = counters.policy_broken.load(Ordering::Relaxed);
     let c = |v: &std::sync::atomic::AtomicU64| Counters::get(v);
     let (left, in_flight) = source.depth().await.unwrap_or((0, 0));
     let summary = format!(
         "{}: received {}, written {}, dead-lettered {}, dropped {}, duplicates skipped {}, handed back {}, \
          in {:.2} s ({:.0} messages/s); policy swaps {}, refused {}; queue now has {} visible, {} in flight",
-        if stop.is_cancelled() { "stopped" } else { "drained" },
+        if broken {
+            "stopped, policy BROKEN (it fails on most records; messages left in the queue)"
+        } else if stop.is_cancelled() {
+            "stopped"
+        } else {
+            "drained"
+        },
         c(&counters.received),
         c(&counters.written),
         c(&counters.dead_lettered),
@@ -146,7 +154,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         in_flight,
     );
     println!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    // A drain that could not finish because the policy is broken must fail the job running it.
+    Ok(if broken && args.drain { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 fn spawn_signal_handler(stop: CancellationToken) {

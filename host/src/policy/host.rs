@@ -26,20 +26,60 @@ pub struct PolicyOptions {
     pub memory_limit: usize,
     /// The operator's settings, passed to `configure` on every instance.
     pub config: Vec<(String, String)>,
+    /// Most fields one kept record may have.
+    pub max_fields: usize,
+    /// Most bytes one text or JSON value of a kept record may have.
+    pub max_value_bytes: usize,
 }
 
 impl Default for PolicyOptions {
     fn default() -> Self {
-        PolicyOptions { deadline: Duration::from_secs(5), memory_limit: 64 << 20, config: Vec::new() }
+        PolicyOptions {
+            deadline: Duration::from_secs(5),
+            memory_limit: 64 << 20,
+            config: Vec::new(),
+            max_fields: 256,
+            max_value_bytes: 1 << 20,
+        }
     }
+}
+
+/// The imports a policy may have: masq's own interfaces, and the parts of WASI that reach
+/// nothing outside the sandbox. Files, sockets and the environment are not on the list.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "masq:policy/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-",
+];
+
+/// Refuses a component that imports anything not on the allowlist, naming each import.
+fn check_imports(engine: &Engine, component: &Component, origin: &str) -> anyhow::Result<Vec<String>> {
+    let imports: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect();
+    let forbidden: Vec<&String> =
+        imports.iter().filter(|name| !ALLOWED_IMPORTS.iter().any(|allowed| name.starts_with(allowed))).collect();
+    if !forbidden.is_empty() {
+        bail!(
+            "policy {origin} imports {}, which masq does not grant: a policy gets masq:policy/pseudonym, \
+             masq:policy/log and WASI without files, sockets or environment. Rebuild it without \
+             that import (componentize-py: --stub-wasi; componentize-js: disableFeatures)",
+            forbidden.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(imports)
 }
 
 /// Why a batch produced no outcomes. The pipeline retries the records of a failed batch one
 /// at a time, and a record that fails alone becomes a dead letter with this as its reason.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    #[error("policy ran past its deadline of {} ms and was stopped", .0.as_millis())]
-    Deadline(Duration),
+    #[error("policy ran past its deadline of {} ms and was stopped after {} ms", .limit.as_millis(), .after.as_millis())]
+    Deadline { limit: Duration, after: Duration },
     #[error("policy ran out of memory: it asked for {asked} bytes, the limit is {limit} bytes")]
     OutOfMemory { asked: usize, limit: usize },
     #[error("policy trapped: {0}")]
@@ -48,6 +88,8 @@ pub enum BatchError {
     Configure(String),
     #[error("policy returned {got} outcomes for {expected} records")]
     WrongCount { got: usize, expected: usize },
+    #[error("policy output refused: {0}")]
+    Output(String),
 }
 
 /// The engine every version of a policy runs on: compiled code, the linker with masq's
@@ -64,6 +106,19 @@ impl PolicyRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(512 << 10);
+        // Compiled code is cached on disk by content hash: a Python or JavaScript policy
+        // (12-18 MB) takes over 10 s to compile on two cores, and a restart or a swap back
+        // to an earlier version should not pay that again.
+        if let Some(dir) = compile_cache_dir() {
+            let mut cache_config = wasmtime::CacheConfig::new();
+            cache_config.with_directory(dir);
+            match wasmtime::Cache::new(cache_config) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!(error = %e, "compile cache unavailable; policies compile on every load"),
+            }
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
         let mut linker: Linker<Sandbox> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
@@ -80,6 +135,8 @@ pub struct PolicyHost {
     info: PolicyInfo,
     /// The fields the policy writes under the operator's configuration.
     writes: Vec<String>,
+    imports: Vec<String>,
+    compile: Duration,
     digest: String,
     options: PolicyOptions,
     keys: Arc<Keys>,
@@ -107,6 +164,7 @@ impl PolicyHost {
             )
         })?;
         let compile_ms = started.elapsed().as_millis();
+        let imports = check_imports(&runtime.engine, &component, origin)?;
         let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
                 "policy {origin} imports something masq does not provide: {e:#}. A policy may \
@@ -128,23 +186,28 @@ impl PolicyHost {
                 settings: Vec::new(),
             },
             writes: Vec::new(),
+            imports,
+            compile: started.elapsed(),
             digest,
             options,
             keys,
             name: Arc::from(origin),
             loaded_at: SystemTime::now(),
         };
-        let (mut store, plugin) = host.instantiate().map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
+        let load_started = Instant::now();
+        let (mut store, plugin) =
+            host.instantiate(load_started).map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
         let info = plugin
             .masq_policy_policy()
             .call_describe(&mut store)
-            .map_err(|e| anyhow::anyhow!("policy {origin}: `describe` failed: {}", host.classify(e, &store)))?;
+            .map_err(|e| anyhow::anyhow!("policy {origin}: `describe` failed: {}", host.classify(e, &store, load_started)))?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             bail!("policy {origin}: `describe` must return a name and a version");
         }
         host.name = Arc::from(info.name.as_str());
         host.info = info;
-        host.writes = host.configure(&mut store, &plugin).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
+        host.writes =
+            host.configure(&mut store, &plugin, load_started).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
         tracing::debug!(
             policy = %host.info.name,
             version = %host.info.version,
@@ -164,6 +227,16 @@ impl PolicyHost {
         &self.writes
     }
 
+    /// What the component imports (all on the allowlist).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// How long compiling the component took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile
+    }
+
     /// When this version was loaded.
     pub fn loaded_at(&self) -> SystemTime {
         self.loaded_at
@@ -176,12 +249,13 @@ impl PolicyHost {
 
     /// Runs one batch in a fresh instance. Blocking and CPU-bound: call from a blocking thread.
     pub fn transform(&self, batch: &[Record]) -> Result<Vec<Outcome>, BatchError> {
-        let (mut store, plugin) = self.instantiate()?;
-        self.configure(&mut store, &plugin)?;
+        let started = Instant::now();
+        let (mut store, plugin) = self.instantiate(started)?;
+        self.configure(&mut store, &plugin, started)?;
         let outcomes = plugin
             .masq_policy_policy()
             .call_transform(&mut store, batch)
-            .map_err(|e| self.classify(e, &store))?;
+            .map_err(|e| self.classify(e, &store, started))?;
         if store.data().log_dropped > 0 {
             tracing::warn!(policy = %self.name, dropped = store.data().log_dropped, "policy logged too much; lines dropped");
         }
@@ -191,35 +265,98 @@ impl PolicyHost {
         Ok(outcomes)
     }
 
-    fn instantiate(&self) -> Result<(Store<Sandbox>, PolicyPlugin), BatchError> {
+    /// Runs a batch and, if it fails, finds the records that make it fail: each record gets
+    /// its own outcome or its own error, and good records of a failed batch still get their
+    /// outcome. A batch stopped by its deadline is retried record by record, so an endless
+    /// loop costs one deadline per offending record; other failures are bisected, which finds
+    /// a few bad records in a large batch with few calls.
+    pub fn transform_isolated(&self, batch: &[Record]) -> Vec<Result<Outcome, BatchError>> {
+        match self.transform(batch) {
+            Ok(outcomes) => outcomes.into_iter().map(|o| self.check_output(o)).collect(),
+            Err(e) if batch.len() == 1 => vec![Err(e)],
+            Err(BatchError::Deadline { .. }) => batch
+                .iter()
+                .flat_map(|r| self.transform_isolated(std::slice::from_ref(r)))
+                .collect(),
+            Err(_) => {
+                let (left, right) = batch.split_at(batch.len() / 2);
+                let mut out = self.transform_isolated(left);
+                out.extend(self.transform_isolated(right));
+                out
+            }
+        }
+    }
+
+    /// Holds a kept record to the output limits: field count, value sizes, name lengths.
+    fn check_output(&self, outcome: Outcome) -> Result<Outcome, BatchError> {
+        if let Outcome::Keep(fields) = &outcome {
+            let o = &self.options;
+            if fields.len() > o.max_fields {
+                return Err(BatchError::Output(format!("{} fields, more than the {} allowed", fields.len(), o.max_fields)));
+            }
+            for f in fields {
+                if f.name.is_empty() || f.name.len() > 63 {
+                    return Err(BatchError::Output(format!(
+                        "a field name of {} bytes; column names have 1 to 63",
+                        f.name.len()
+                    )));
+                }
+                let size = match &f.value {
+                    super::Value::Text(t) | super::Value::Json(t) => t.len(),
+                    _ => 0,
+                };
+                if size > o.max_value_bytes {
+                    return Err(BatchError::Output(format!(
+                        "field '{}' holds {size} bytes, more than the {} allowed",
+                        f.name, o.max_value_bytes
+                    )));
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn instantiate(&self, started: Instant) -> Result<(Store<Sandbox>, PolicyPlugin), BatchError> {
         let sandbox = Sandbox::new(self.keys.current(), self.name.clone(), self.options.memory_limit);
         let mut store = Store::new(&self.runtime.engine, sandbox);
         store.limiter(|s| s);
         let ticks = self.options.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let plugin = self.pre.instantiate(&mut store).map_err(|e| self.classify(e, &store))?;
+        let plugin = self.pre.instantiate(&mut store).map_err(|e| self.classify(e, &store, started))?;
         Ok((store, plugin))
     }
 
     /// Configures an instance; returns the fields this configuration writes.
-    fn configure(&self, store: &mut Store<Sandbox>, plugin: &PolicyPlugin) -> Result<Vec<String>, BatchError> {
+    fn configure(&self, store: &mut Store<Sandbox>, plugin: &PolicyPlugin, started: Instant) -> Result<Vec<String>, BatchError> {
         plugin
             .masq_policy_policy()
             .call_configure(&mut *store, &self.options.config)
-            .map_err(|e| self.classify(e, store))?
+            .map_err(|e| self.classify(e, store, started))?
             .map_err(BatchError::Configure)
     }
 
-    fn classify(&self, error: wasmtime::Error, store: &Store<Sandbox>) -> BatchError {
+    fn classify(&self, error: wasmtime::Error, store: &Store<Sandbox>, started: Instant) -> BatchError {
         if let Some(asked) = store.data().memory_denied {
             return BatchError::OutOfMemory { asked, limit: self.options.memory_limit };
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => BatchError::Deadline(self.options.deadline),
+            Some(Trap::Interrupt) => BatchError::Deadline { limit: self.options.deadline, after: started.elapsed() },
             Some(trap) => BatchError::Trap(trap.to_string()),
             None => BatchError::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string()),
         }
+    }
+}
+
+/// `MASQ_COMPILE_CACHE` (empty to turn off), else `$XDG_CACHE_HOME/masq`, else `~/.cache/masq`.
+fn compile_cache_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("MASQ_COMPILE_CACHE") {
+        Some(v) if v.is_empty() => None,
+        Some(v) => Some(v.into()),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("masq")),
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Sandbox {
     pseudonymizer: Arc<Pseudonymizer>,
     policy_name: Arc<str>,
     memory_limit: usize,
+    memory_used: usize,
     pub memory_denied: Option<usize>,
     log_lines: u32,
     pub log_dropped: u32,
@@ -39,6 +40,7 @@ impl Sandbox {
             pseudonymizer,
             policy_name,
             memory_limit,
+            memory_used: 0,
             memory_denied: None,
             log_lines: 0,
             log_dropped: 0,
@@ -52,22 +54,45 @@ impl WasiView for Sandbox {
     }
 }
 
+/// Core instances, tables and memories one policy may create. Generous: a componentize-py
+/// policy needs about a dozen instances; the point is a bound, not a squeeze.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
 impl ResourceLimiter for Sandbox {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.memory_denied = Some(desired);
+    // Counts every memory of the component together: several memories must not add up to
+    // more than the cap one memory is allowed.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_used - current + desired;
+        if total > self.memory_limit {
+            self.memory_denied = Some(total);
             // Trapping (rather than letting memory.grow return -1) makes the cause certain;
             // an allocator that sees -1 usually traps anyway, with a vaguer message.
             wasmtime::bail!(
-                "policy tried to grow its memory to {desired} bytes, over the limit of {} bytes",
+                "policy tried to grow its memory to {total} bytes, over the limit of {} bytes",
                 self.memory_limit
             );
         }
+        self.memory_used = total;
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
