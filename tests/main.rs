@@ -11,4 +11,5 @@ mod login_data_set;
 mod policy_languages;
 mod redelivery;
 mod sandbox;
+mod sealing;
 mod shutdown;

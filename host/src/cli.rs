@@ -67,9 +67,20 @@ Examples:
     /// how many messages each policy version handled.
     #[command(after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins")]
     Status(StatusArgs),
-    /// Prints a new key file (one fresh 256-bit key) to stdout.
-    #[command(after_help = "Example:\n  masq keygen > masq.key && chmod 600 masq.key")]
-    Keygen,
+    /// Prints a new key file (one fresh 256-bit key) to stdout, or with --add-to rotates an
+    /// existing one: adds a fresh key, makes it active, keeps the old keys.
+    #[command(after_help = "\
+Examples:
+  masq keygen > masq.key && chmod 600 masq.key
+  masq keygen --add-to masq.key      # rotation: prints the new key id; old tokens still reveal")]
+    Keygen(KeygenArgs),
+    /// Turns tokens sealed by a policy's `seal` (e.g. seal-masker) back into their values,
+    /// one per line in input order. Prints nothing unless every token reveals.
+    #[command(after_help = "\
+Examples:
+  masq reveal --key-file masq.key 'k3f9a2c.T1Ccp7...'
+  psql -Atc 'SELECT masked_ip FROM user_logins' | masq reveal --key-file masq.key")]
+    Reveal(RevealArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +201,27 @@ pub struct SeedArgs {
     /// Seed of the synthetic data, so a run can be repeated exactly.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Add a fresh key to this existing key file and make it the active one, keeping its
+    /// other keys. The file is replaced atomically, with mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub add_to: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevealArgs {
+    /// The key file the tokens were sealed with (a rotated file keeps its older keys).
+    #[arg(long, env = "MASQ_KEY_FILE")]
+    pub key_file: PathBuf,
+    /// Print each value as a JSON string, for values that hold line breaks.
+    #[arg(long)]
+    pub json: bool,
+    /// Sealed tokens (KEYID.BASE64URL). Without any, one per line from standard input; an
+    /// empty line gives an empty line.
+    pub tokens: Vec<String>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

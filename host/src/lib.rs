@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin_check;
 pub mod policy;
+pub mod reveal;
 pub mod run;
 pub mod seed;
 pub mod sink;

@@ -57,8 +57,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", sink::events::status(&args.database_url, &args.table).await?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keygen => {
-            print!("{}", keys::KeyFile::generate()?.to_json());
+        Command::Keygen(args) => {
+            match &args.add_to {
+                None => print!("{}", keys::KeyFile::generate()?.to_json()),
+                Some(path) => {
+                    let (id, kept) = keys::add_key(path)?;
+                    eprintln!(
+                        "added key {id} to {} as the active key; kept {} for revealing older tokens. \
+                         A running masq picks it up by itself",
+                        path.display(),
+                        kept.join(", ")
+                    );
+                    println!("{id}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reveal(args) => {
+            masq::reveal::run(&args.key_file, args.tokens, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
     }

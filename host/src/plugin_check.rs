@@ -3,7 +3,7 @@
 //! masq grants, answers `describe`, accepts the configuration. Prints what it found.
 
 use crate::cli::PluginCheckArgs;
-use crate::keys::{Keys, Pseudonymizer};
+use crate::keys::{KeyRing, Keys, Pseudonymizer};
 use crate::policy::{PolicyHost, PolicyOptions, PolicyRuntime};
 use anyhow::Context;
 use std::fmt::Write as _;
@@ -12,8 +12,9 @@ use std::sync::Arc;
 pub fn check(args: &PluginCheckArgs) -> anyhow::Result<String> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read policy {}", args.file.display()))?;
     let options = PolicyOptions { config: args.policy_config.clone(), ..PolicyOptions::default() };
-    // No key is needed to check: describe and configure never see one.
-    let keys = Arc::new(Keys::new(Pseudonymizer::Unkeyed));
+    // No key file is needed to check: describe and configure never see a key. A throwaway
+    // in-memory key still lets a policy that imports `seal` load, as it would with --key-file.
+    let keys = Arc::new(Keys::new(Pseudonymizer::Keyed(KeyRing::ephemeral()?)));
     let host = PolicyHost::from_bytes(Arc::new(PolicyRuntime::new()?), &bytes, &args.file.display().to_string(), options, keys)?;
     let info = host.info();
     let mut out = String::new();

@@ -16,7 +16,9 @@ if (!output) {
 const { component } = await componentize({
   sourcePath: here('src/policy.js'),
   witPath: here('../../wit'),
-  worldName: 'policy-plugin',
+  // componentize-js imports every interface of its world, used or not, and a policy importing
+  // `seal` is refused under `masq run --unkeyed`: this world is policy-plugin without `seal`.
+  worldName: 'pseudonym-policy-plugin',
   // With every WASI feature off the component imports only masq's own interfaces, so it
   // cannot reach a clock, randomness or stdio even if a host links them.
   disableFeatures: ['random', 'stdio', 'clocks', 'http', 'fetch-event'],

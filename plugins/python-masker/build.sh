@@ -19,8 +19,10 @@ if [ "$(componentize-py --version 2>/dev/null)" != "componentize-py $version" ];
 fi
 # --stub-wasi: the component imports only masq's interfaces; a WASI call would trap, and
 # Python's random seed is fixed at build time, which a deterministic masker never notices.
+# pseudonym-policy-plugin: componentize-py imports every interface of its world, used or not,
+# and a policy importing `seal` is refused under `masq run --unkeyed`.
 started=$SECONDS
-componentize-py --quiet -d "$repo/wit" -w policy-plugin componentize --stub-wasi app \
+componentize-py --quiet -d "$repo/wit" -w pseudonym-policy-plugin componentize --stub-wasi app \
   -p "$here" -o "$out.tmp"
 mv "$out.tmp" "$out" # a build cut short leaves no output that looks up to date
 echo "built $out ($(stat -c %s "$out") bytes, $((SECONDS - started)) s)"

@@ -66,12 +66,17 @@ fn check_imports(engine: &Engine, component: &Component, origin: &str) -> anyhow
     if !forbidden.is_empty() {
         bail!(
             "policy {origin} imports {}, which masq does not grant: a policy gets masq:policy/pseudonym, \
-             masq:policy/log and WASI without files, sockets or environment. Rebuild it without \
-             that import (componentize-py: --stub-wasi; componentize-js: disableFeatures)",
+             masq:policy/seal, masq:policy/log and WASI without files, sockets or environment. \
+             Rebuild it without that import (componentize-py: --stub-wasi; componentize-js: disableFeatures)",
             forbidden.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(imports)
+}
+
+/// Whether an import name is masq's `seal` interface, in any version.
+fn is_seal_import(name: &str) -> bool {
+    name == "masq:policy/seal" || name.starts_with("masq:policy/seal@")
 }
 
 /// Why a batch produced no outcomes. The pipeline retries the records of a failed batch one
@@ -165,10 +170,17 @@ impl PolicyHost {
         })?;
         let compile_ms = started.elapsed().as_millis();
         let imports = check_imports(&runtime.engine, &component, origin)?;
+        if imports.iter().any(|name| is_seal_import(name)) && !keys.current().can_seal() {
+            bail!(
+                "policy {origin} imports masq:policy/seal, which needs a key to seal values with, \
+                 and masq runs --unkeyed: run it with --key-file FILE instead (make one with \
+                 `masq keygen > masq.key`), or use a policy that only pseudonymizes"
+            );
+        }
         let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
                 "policy {origin} imports something masq does not provide: {e:#}. A policy may \
-                 import only masq:policy/pseudonym, masq:policy/log and WASI"
+                 import only masq:policy/pseudonym, masq:policy/seal, masq:policy/log and WASI"
             )
         })?;
         let pre = PolicyPluginPre::new(instance_pre).map_err(|e| {

@@ -1,7 +1,8 @@
-//! What a policy can reach from inside its sandbox: the `pseudonym` and `log` imports, an
-//! empty WASI context, and the limits on its memory. One `Sandbox` lives for one batch.
+//! What a policy can reach from inside its sandbox: the `pseudonym`, `seal` and `log`
+//! imports, an empty WASI context, and the limits on its memory. One `Sandbox` lives for one
+//! batch.
 
-use super::bindings::masq::policy::{log, pseudonym, types};
+use super::bindings::masq::policy::{log, pseudonym, seal, types};
 use crate::keys::Pseudonymizer;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -101,6 +102,17 @@ impl types::Host for Sandbox {}
 impl pseudonym::Host for Sandbox {
     fn pseudonymize(&mut self, value: String) -> String {
         self.pseudonymizer.token(&value)
+    }
+}
+
+impl seal::Host for Sandbox {
+    fn seal(&mut self, value: String) -> wasmtime::Result<String> {
+        match self.pseudonymizer.seal(&value) {
+            Some(token) => Ok(token),
+            // Unreachable through `PolicyHost::from_bytes`, which refuses a policy importing
+            // `seal` without keys; a trap fails the batch rather than storing a raw value.
+            None => wasmtime::bail!("masq:policy/seal called without a key file (masq runs --unkeyed)"),
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use std::cell::RefCell;
 pub use settings::Settings;
 pub use transform::transform_record;
 
+/// The name `describe` reports and setting errors use.
+pub const POLICY_NAME: &str = "sha256-masker";
+
 thread_local! {
     // The instance is fresh for every batch, so this lives for one `configure` + `transform`.
     static SETTINGS: RefCell<Settings> = RefCell::new(Settings::default());
@@ -33,7 +36,7 @@ impl Guest for Sha256Masker {
     fn describe() -> PolicyInfo {
         let defaults = Settings::default();
         PolicyInfo {
-            name: "sha256-masker".into(),
+            name: POLICY_NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Replaces each masked field (default ip -> masked_ip, device_id -> \
                 masked_device_id) with the host's keyed SHA-256 token, encodes app_version as \

@@ -69,8 +69,10 @@ impl Settings {
         for (key, _) in config {
             if !DESCRIPTIONS.iter().any(|(name, _, _)| name == key) {
                 let known: Vec<&str> = DESCRIPTIONS.iter().map(|(n, _, _)| *n).collect();
+                // The crate's own name: seal-masker shares this file.
                 return Err(format!(
-                    "unknown setting '{key}': sha256-masker takes {}",
+                    "unknown setting '{key}': {} takes {}",
+                    crate::POLICY_NAME,
                     known.join(", ")
                 ));
             }

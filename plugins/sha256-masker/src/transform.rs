@@ -1,5 +1,6 @@
 //! The masking of one record. Free of bindings calls so it also runs natively (unit tests,
-//! and the native baseline in `just bench`): the host's pseudonym import comes in as a closure.
+//! and the native baseline in `just bench`): the host import that masks a value comes in as a
+//! closure, `pseudonymize` here and `seal` in seal-masker, which shares this file.
 
 use crate::masq::policy::types::{Field, Outcome, Record, Value};
 use crate::settings::Settings;
@@ -9,7 +10,7 @@ use crate::version;
 pub fn transform_record(
     settings: &Settings,
     record: Record,
-    pseudonymize: &mut dyn FnMut(&str) -> String,
+    mask: &mut dyn FnMut(&str) -> String,
 ) -> Outcome {
     let fields = record.fields;
     let mut problems = Vec::new();
@@ -41,7 +42,7 @@ pub fn transform_record(
             match field.value {
                 Value::Text(raw) => out.push(Field {
                     name: target.clone(),
-                    value: Value::Text(pseudonymize(&raw)),
+                    value: Value::Text(mask(&raw)),
                 }),
                 Value::Null => out.push(Field { name: target.clone(), value: Value::Null }),
                 other => problems.push(format!(
