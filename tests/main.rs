@@ -4,6 +4,7 @@
 
 mod support;
 
+mod authors_kit;
 mod bad_input;
 mod cli_errors;
 mod hot_swap;

@@ -1,6 +1,6 @@
 //! What the pipeline decides for each message before the sink writes it.
 
-use crate::policy::Field;
+use crate::policy::{Field, Value};
 use crate::source::Message;
 
 /// Where in the pipeline a message was refused; stored with every dead letter.
@@ -49,3 +49,31 @@ pub struct Provenance {
     pub version: String,
     pub digest: String,
 }
+
+/// One output line: `{"id": ..., "row": {...}}`, `{"id": ..., "dead_letter": {...}}` or
+/// `{"id": ..., "dropped": true}`. `masq run --dry-run` prints the same shape.
+pub fn verdict_json(id: &str, verdict: &Verdict) -> serde_json::Value {
+    match verdict {
+        Verdict::Row(fields) => {
+            let row: serde_json::Map<String, serde_json::Value> =
+                fields.iter().map(|f| (f.name.clone(), value_json(&f.value))).collect();
+            serde_json::json!({ "id": id, "row": row })
+        }
+        Verdict::Drop => serde_json::json!({ "id": id, "dropped": true }),
+        Verdict::Dead { stage, reason } => {
+            serde_json::json!({ "id": id, "dead_letter": { "stage": stage.as_str(), "reason": reason } })
+        }
+    }
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Boolean(b) => (*b).into(),
+        Value::Integer(i) => (*i).into(),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(Into::into).unwrap_or(serde_json::Value::Null),
+        Value::Text(t) => t.clone().into(),
+        Value::Json(j) => serde_json::from_str(j).unwrap_or_else(|_| j.clone().into()),
+    }
+}
+

@@ -63,6 +63,18 @@ Examples:
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Runs a JSONL file (or stdin) through a policy into the table, as `run` does with a
+    /// queue: for backfills. Each line's id is `<source-id>:<line>`, so loading the same file
+    /// again writes nothing twice.
+    #[command(after_help = "\
+Examples:
+  masq load --plugin sha256-masker.wasm --input backfill.jsonl --key-file masq.key
+  zcat 2023.jsonl.gz | masq load --plugin sha256-masker.wasm --input - --source-id 2023 --key-file masq.key")]
+    Load(LoadArgs),
+    /// Sends a table's dead letters through a (fixed) policy: those that now pass are written
+    /// once and leave the dead letters; the rest stay with their new reason.
+    #[command(after_help = "Example:\n  masq replay --plugin sha256-masker.wasm --database-url $DATABASE_URL --key-file masq.key")]
+    Replay(ReplayArgs),
     /// Shows the policy each consumer of a table serves, since when, recent refusals, and
     /// how many messages each policy version handled.
     #[command(after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins")]
@@ -103,6 +115,38 @@ pub struct DbInitArgs {
 pub enum PluginCommand {
     /// Loads and validates a policy; exits non-zero on any problem.
     Check(PluginCheckArgs),
+    /// Runs a policy on a JSONL file of message bodies, with no queue or database; prints one
+    /// JSON line per message (row, dead letter or dropped).
+    #[command(after_help = "\
+Examples:
+  masq plugin test my-policy.wasm --input samples.jsonl --pii ip,device_id
+  masq plugin test my-policy.wasm --input samples.jsonl --expect expected.jsonl --sent-at 2024-01-31")]
+    Test(PluginTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginTestArgs {
+    /// The policy component to run.
+    pub file: PathBuf,
+    /// Message bodies, one per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Expected output (JSON lines as this command prints them); any difference fails.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Input fields holding PII: fail if any of their values appears in any output field,
+    /// whole or as a substring.
+    #[arg(long, value_delimiter = ',')]
+    pub pii: Vec<String>,
+    /// A policy setting as key=value; repeat for more.
+    #[arg(long = "policy-config", value_parser = parse_key_value)]
+    pub policy_config: Vec<(String, String)>,
+    /// Key file for pseudonyms; without one, plain SHA-256 is used.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// The send date every message gets (UTC, YYYY-MM-DD), for reproducible output; default now.
+    #[arg(long)]
+    pub sent_at: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +155,62 @@ pub struct PluginCheckArgs {
     pub file: PathBuf,
     /// A policy setting as key=value, checked with `configure`; repeat for more.
     #[arg(long = "policy-config", value_parser = parse_key_value)]
+    pub policy_config: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The policy.
+    #[arg(long, env = "MASQ_PLUGIN")]
+    pub plugin: PathBuf,
+    /// Message bodies, one per line; `-` for stdin.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Names the input in message ids (`<source-id>:<line>`); default the file name.
+    #[arg(long)]
+    pub source_id: Option<String>,
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Table to write rows to.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
+    /// Key file for pseudonyms.
+    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
+    pub key_file: Option<PathBuf>,
+    /// Plain SHA-256 pseudonyms.
+    #[arg(long, env = "MASQ_UNKEYED")]
+    pub unkeyed: bool,
+    /// A policy setting as key=value; repeat for more.
+    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
+    pub policy_config: Vec<(String, String)>,
+    /// Lines per batch (one policy call, one transaction).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// The send date the lines get (UTC, YYYY-MM-DD), e.g. the day the data is from; default now.
+    #[arg(long)]
+    pub sent_at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The policy to replay through, usually the fixed version now in service.
+    #[arg(long, env = "MASQ_PLUGIN")]
+    pub plugin: PathBuf,
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// The table whose dead letters to replay.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
+    /// The key file `masq run` uses, so replayed tokens match the others.
+    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
+    pub key_file: Option<PathBuf>,
+    /// Plain SHA-256, for tables written with `masq run --unkeyed`.
+    #[arg(long, env = "MASQ_UNKEYED")]
+    pub unkeyed: bool,
+    /// A policy setting as key=value; repeat for more.
+    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
     pub policy_config: Vec<(String, String)>,
 }
 
@@ -158,6 +258,11 @@ pub struct RunArgs {
     /// Stop when the queue is empty and print a summary.
     #[arg(long, env = "MASQ_DRAIN")]
     pub drain: bool,
+    /// Read and transform without writing or deleting anything: print each message's row,
+    /// dead letter or duplicate as a JSON line, then hand every message back to the queue.
+    /// Implies --drain.
+    #[arg(long, env = "MASQ_DRY_RUN")]
+    pub dry_run: bool,
     /// Most messages the policy and the database see in one batch (one transaction).
     #[arg(long, env = "MASQ_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch_size: u16,

@@ -4,12 +4,16 @@
 pub mod batch;
 pub mod breaker;
 pub mod cli;
+pub mod decide;
 pub mod decode;
 pub mod failpoint;
 pub mod keys;
+pub mod load;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod plugin_check;
+pub mod plugin_test;
 pub mod policy;
 pub mod reveal;
 pub mod run;

@@ -52,6 +52,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin { command: PluginCommand::Test(args) } => {
+            print!("{}", masq::plugin_test::run(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load(args) => {
+            print!("{}", masq::load::run(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            print!("{}", masq::replay::run(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(args) => {
             sink::schema::TableName::parse(&args.table)?;
             print!("{}", sink::events::status(&args.database_url, &args.table).await?);

@@ -7,11 +7,11 @@
 //! The loops end on a stop signal or, with `--drain`, when the queue is empty; they never end
 //! because of one bad message.
 
-use crate::batch::{Item, Provenance, Stage, Verdict};
+use crate::batch::{Item, Provenance};
 use crate::breaker::{self, Breaker};
-use crate::decode::decode_body;
+use crate::decide::decide;
 use crate::metrics::Counters;
-use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
+use crate::policy::{ActivePolicy, Canary};
 use crate::sink::postgres::{PostgresSink, WriteReport};
 use crate::sink::schema::TableSchema;
 use crate::source::Message;
@@ -35,6 +35,9 @@ pub struct PipelineConfig {
     pub visibility_timeout: i32,
     pub wait_seconds: i32,
     pub drain: bool,
+    /// Print what would be written instead of writing; hold every message until the end,
+    /// then hand all of them back.
+    pub dry_run: bool,
 }
 
 /// Every message masq holds, from receipt until it is deleted or handed back. The heartbeat
@@ -43,30 +46,28 @@ pub struct PipelineConfig {
 struct Held {
     inner: Mutex<HeldState>,
     changed: Notify,
-    receivers: usize,
 }
 
 #[derive(Default)]
 struct HeldState {
     receipts: HashMap<String, Instant>,
-    /// Receivers whose last receive came back empty and that wait for the verdict.
-    idle_receivers: usize,
+    /// Dry run: messages already shown, kept invisible until the end so none is shown twice,
+    /// but no longer counted as work in progress.
+    parked: HashMap<String, Instant>,
+    /// Per receiver: is a receive call under way; did its last successful receive come back
+    /// empty. A failed receive changes neither verdict, so errors and backoffs cannot keep
+    /// a drain from seeing the end of the queue.
+    receiving: Vec<bool>,
+    last_empty: Vec<bool>,
     drained: bool,
 }
 
 impl Held {
-    fn add(&self, messages: &[Message]) {
-        let now = Instant::now();
-        let mut s = self.inner.lock().expect("held lock");
-        for m in messages {
-            s.receipts.insert(m.receipt.clone(), now);
-        }
-    }
-
     fn remove<'a>(&self, receipts: impl Iterator<Item = &'a str>) {
         let mut s = self.inner.lock().expect("held lock");
         for r in receipts {
             s.receipts.remove(r);
+            s.parked.remove(r);
         }
         drop(s);
         self.changed.notify_waiters();
@@ -74,22 +75,44 @@ impl Held {
 
     fn older_than(&self, age: Duration) -> Vec<String> {
         let s = self.inner.lock().expect("held lock");
-        s.receipts.iter().filter(|(_, t)| t.elapsed() >= age).map(|(r, _)| r.clone()).collect()
+        s.receipts.iter().chain(&s.parked).filter(|(_, t)| t.elapsed() >= age).map(|(r, _)| r.clone()).collect()
     }
 
-    /// A receiver found the queue empty. Returns true once every receiver has, while masq
-    /// holds nothing: that is an empty queue, not a gap between two receives.
-    fn idle(&self) -> bool {
+    /// Keeps messages invisible (heartbeat) without counting them as work in progress.
+    fn park<'a>(&self, receipts: impl Iterator<Item = &'a str>) {
         let mut s = self.inner.lock().expect("held lock");
-        s.idle_receivers += 1;
-        if s.idle_receivers == self.receivers && s.receipts.is_empty() {
+        for r in receipts {
+            if let Some(t) = s.receipts.remove(r) {
+                s.parked.insert(r.to_string(), t);
+            }
+        }
+        drop(s);
+        self.changed.notify_waiters();
+    }
+
+    fn receiving(&self, receiver: usize) {
+        self.inner.lock().expect("held lock").receiving[receiver] = true;
+    }
+
+    fn receive_failed(&self, receiver: usize) {
+        self.inner.lock().expect("held lock").receiving[receiver] = false;
+    }
+
+    /// Records a receive's result; returns true when the queue is drained: every receiver's
+    /// last receive found it empty, none is receiving (so none holds messages not yet
+    /// counted here), and masq holds nothing that could still go back to the queue.
+    fn received(&self, receiver: usize, messages: &[Message]) -> bool {
+        let now = Instant::now();
+        let mut s = self.inner.lock().expect("held lock");
+        s.receiving[receiver] = false;
+        s.last_empty[receiver] = messages.is_empty();
+        for m in messages {
+            s.receipts.insert(m.receipt.clone(), now);
+        }
+        if s.receipts.is_empty() && s.last_empty.iter().all(|e| *e) && !s.receiving.iter().any(|r| *r) {
             s.drained = true;
         }
         s.drained
-    }
-
-    fn busy(&self) {
-        self.inner.lock().expect("held lock").idle_receivers -= 1;
     }
 }
 
@@ -109,15 +132,23 @@ pub async fn run(
         sinks.push(PostgresSink::connect(&config.database_url, schema.clone()).await?);
     }
 
-    let held = Arc::new(Held { inner: Mutex::default(), changed: Notify::new(), receivers: config.receivers });
+    let held = Arc::new(Held {
+        inner: Mutex::new(HeldState {
+            receiving: vec![false; config.receivers],
+            last_empty: vec![false; config.receivers],
+            ..HeldState::default()
+        }),
+        changed: Notify::new(),
+    });
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
     let (tx, rx) = mpsc::channel::<Vec<Message>>(config.workers * config.batch_size.div_ceil(10) + config.receivers);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
     let mut receivers = JoinSet::new();
-    for _ in 0..config.receivers {
+    for receiver in 0..config.receivers {
         receivers.spawn(receive_loop(
+            receiver,
             source.clone(),
             config.clone(),
             held.clone(),
@@ -171,6 +202,7 @@ pub async fn run(
 }
 
 async fn receive_loop(
+    me: usize,
     source: SqsSource,
     config: PipelineConfig,
     held: Arc<Held>,
@@ -181,6 +213,7 @@ async fn receive_loop(
     let wait = if config.drain { config.wait_seconds.min(1) } else { config.wait_seconds };
     let mut backoff = Duration::from_millis(500);
     loop {
+        held.receiving(me);
         let receive = source.receive(wait, config.visibility_timeout);
         tokio::pin!(receive);
         let received = tokio::select! {
@@ -204,7 +237,7 @@ async fn receive_loop(
             Ok(messages) if messages.is_empty() => {
                 backoff = Duration::from_millis(500);
                 if config.drain {
-                    if held.idle() {
+                    if held.received(me, &messages) {
                         receiving.cancel();
                         return;
                     }
@@ -215,12 +248,13 @@ async fn receive_loop(
                         _ = notified => {},
                         _ = tokio::time::sleep(Duration::from_millis(200)) => {},
                     }
-                    held.busy();
+                } else {
+                    held.received(me, &messages);
                 }
             }
             Ok(messages) => {
                 backoff = Duration::from_millis(500);
-                held.add(&messages);
+                held.received(me, &messages);
                 counters.received.fetch_add(messages.len() as u64, Ordering::Relaxed);
                 let permit = tokio::select! {
                     _ = receiving.cancelled() => Err(()),
@@ -240,6 +274,7 @@ async fn receive_loop(
                 }
             }
             Err(e) => {
+                held.receive_failed(me);
                 Counters::inc(&counters.sqs_errors, 1);
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "receive failed");
                 tokio::select! {
@@ -294,7 +329,8 @@ async fn worker_loop(
             version: policy.info().version.clone(),
             digest: policy.digest().to_string(),
         };
-        let (items, health) = decide(&policy, &canary, &counters, &source, batch).await;
+        let (items, health) = decide(&policy, source.queue_url(), batch, Some(&canary)).await;
+        Counters::inc(&counters.policy_nanos, health.policy_time.as_nanos() as u64);
         if let breaker::Verdict::Broken { failed, evaluated, back_off } =
             breaker.judge(policy.digest(), health.failed, health.evaluated)
         {
@@ -327,6 +363,37 @@ async fn worker_loop(
             }
         }
         counters.policy_broken.store(false, Ordering::Relaxed);
+        if config.dry_run {
+            match sink.preview(&items).await {
+                Ok(lines) => {
+                    use std::io::Write as _;
+                    let mut out = std::io::stdout().lock();
+                    for line in &lines {
+                        let _ = writeln!(out, "{line}");
+                    }
+                    for line in &lines {
+                        let counter = if line.get("row").is_some() {
+                            &counters.written
+                        } else if line.get("dead_letter").is_some() {
+                            &counters.dead_lettered
+                        } else if line.get("duplicate").is_some() {
+                            &counters.duplicates
+                        } else {
+                            &counters.dropped
+                        };
+                        Counters::inc(counter, 1);
+                    }
+                    held.park(items.iter().map(|i| i.message.receipt.as_str()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "dry run: cannot read the ledger; handing the batch back");
+                    let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+                    source.set_visibility(&receipts, 0).await;
+                    held.remove(receipts.into_iter());
+                }
+            }
+            continue;
+        }
         match write_with_retry(&mut sink, &items, &provenance, &config.database_url, &counters, &stop).await {
             Some(report) => {
                 crate::failpoint::crash_after_commit();
@@ -389,94 +456,11 @@ async fn next_batch(
     Some(batch)
 }
 
-/// Decodes and transforms a batch: the verdict for every message, in order. Duplicates of a
-/// message id within the batch (a redelivery that overtook the first copy) are acknowledged
-/// with the first copy and not written again.
-async fn decide(
-    policy: &Arc<PolicyHost>,
-    canary: &Canary,
-    counters: &Counters,
-    source: &SqsSource,
-    batch: Vec<Message>,
-) -> (Vec<Item>, PolicyHealth) {
-    let mut seen = HashSet::with_capacity(batch.len());
-    let mut items = Vec::with_capacity(batch.len());
-    let mut duplicates = Vec::new();
-    for message in batch {
-        if seen.insert(message.id.clone()) {
-            items.push(Item { verdict: Verdict::Drop, message });
-        } else {
-            duplicates.push(message);
-        }
-    }
-    let mut records = Vec::with_capacity(items.len());
-    let mut record_of = Vec::with_capacity(items.len());
-    for (i, item) in items.iter_mut().enumerate() {
-        match decode_body(&item.message.body) {
-            Ok(fields) => {
-                records.push(Record {
-                    metadata: Metadata {
-                        message_id: item.message.id.clone(),
-                        sent_timestamp_ms: item.message.sent_ms,
-                        receive_count: item.message.receive_count,
-                        source: source.queue_url().to_string(),
-                    },
-                    fields,
-                });
-                record_of.push(i);
-            }
-            Err(reason) => item.verdict = Verdict::Dead { stage: Stage::Decode, reason },
-        }
-    }
-    canary.remember(&records);
-    let policy_started = Instant::now();
-    let outcomes = transform(policy, records).await;
-    Counters::inc(&counters.policy_nanos, policy_started.elapsed().as_nanos() as u64);
-    let mut health = PolicyHealth { evaluated: outcomes.len() as u64, ..PolicyHealth::default() };
-    for (i, outcome) in record_of.into_iter().zip(outcomes) {
-        items[i].verdict = match outcome {
-            Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
-            Ok(Outcome::Drop) => Verdict::Drop,
-            Ok(Outcome::Reject(reason)) => Verdict::Dead { stage: Stage::Policy, reason },
-            Err(e) => {
-                health.failed += 1;
-                let reason = e.to_string();
-                health.last_error = reason.clone();
-                Verdict::Dead { stage: Stage::Policy, reason }
-            }
-        };
-    }
-    // Redelivered copies ride along as drops; the ledger already has (or is getting) the id,
-    // so they write nothing, and their receipts are deleted with the batch.
-    items.extend(duplicates.into_iter().map(|message| Item { message, verdict: Verdict::Drop }));
-    (items, health)
-}
-
-/// How the policy fared on a batch: records it ran on, records it failed on.
-#[derive(Debug, Default)]
-struct PolicyHealth {
-    evaluated: u64,
-    failed: u64,
-    last_error: String,
-}
-
 fn add_report(c: &Counters, r: WriteReport) {
     Counters::inc(&c.written, r.written);
     Counters::inc(&c.dropped, r.dropped);
     Counters::inc(&c.dead_lettered, r.dead_lettered);
     Counters::inc(&c.duplicates, r.duplicates);
-}
-
-/// Runs the policy on a blocking thread; a failing batch is split to find its bad records
-/// (see `PolicyHost::transform_isolated`).
-async fn transform(policy: &Arc<PolicyHost>, records: Vec<Record>) -> Vec<Result<Outcome, BatchError>> {
-    if records.is_empty() {
-        return Vec::new();
-    }
-    let policy = policy.clone();
-    tokio::task::spawn_blocking(move || policy.transform_isolated(&records))
-        .await
-        .expect("the policy runs in a sandbox and cannot panic the host")
 }
 
 /// Writes until the database takes the batch. Gives up only when stopping (after a grace

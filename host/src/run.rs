@@ -111,7 +111,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers as usize,
         visibility_timeout: args.visibility_timeout,
         wait_seconds: args.wait_seconds,
-        drain: args.drain,
+        drain: args.drain || args.dry_run,
+        dry_run: args.dry_run,
     };
     tracing::info!(queue = %args.queue_url, table = %table, drain = args.drain, "masq running");
     counters.ready.store(true, Ordering::Relaxed);
@@ -133,7 +134,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = format!(
         "{}: received {}, written {}, dead-lettered {}, dropped {}, duplicates skipped {}, handed back {}, \
          in {:.2} s ({:.0} messages/s); policy swaps {}, refused {}; queue now has {} visible, {} in flight",
-        if broken {
+        if args.dry_run {
+            "dry run (nothing written, nothing deleted; counts say what would have happened)"
+        } else if broken {
             "stopped, policy BROKEN (it fails on most records; messages left in the queue)"
         } else if stop.is_cancelled() {
             "stopped"
@@ -155,7 +158,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{summary}");
     // A drain that could not finish because the policy is broken must fail the job running it.
-    Ok(if broken && args.drain { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if broken && (args.drain || args.dry_run) { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
 fn spawn_signal_handler(stop: CancellationToken) {

@@ -111,6 +111,19 @@ impl PolicyRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(512 << 10);
+        // A fresh instance per batch is only affordable if instantiating is cheap: the pooling
+        // allocator reuses pre-reserved slots (and resets memory copy-on-write) instead of
+        // mapping and unmapping memory for every batch. Limits: enough for every worker, a
+        // reload's checks and the largest language runtimes (Python, JavaScript) at once;
+        // the per-policy memory cap itself is enforced by the store's limiter.
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(64)
+            .total_core_instances(512)
+            .total_memories(128)
+            .total_tables(512)
+            .table_elements(200_000)
+            .max_memory_size(4 << 30);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         // Compiled code is cached on disk by content hash: a Python or JavaScript policy
         // (12-18 MB) takes over 10 s to compile on two cores, and a restart or a swap back
         // to an earlier version should not pay that again.

@@ -14,7 +14,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 const LOG_LINES_PER_BATCH: u32 = 100;
 
 pub struct Sandbox {
-    wasi: WasiCtx,
+    /// Built on first use: most policies import no WASI at all, and building a context (it
+    /// seeds random generators) costs more than the rest of a small batch.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pseudonymizer: Arc<Pseudonymizer>,
     policy_name: Arc<str>,
@@ -27,16 +29,8 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(pseudonymizer: Arc<Pseudonymizer>, policy_name: Arc<str>, memory_limit: usize) -> Sandbox {
-        // Nothing granted: no preopened directories, no environment, no arguments, no
-        // sockets or name lookups, stdio closed. Clocks and random stay (harmless, and
-        // language runtimes need them to start).
-        let wasi = WasiCtx::builder()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Sandbox {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             pseudonymizer,
             policy_name,
@@ -51,7 +45,13 @@ impl Sandbox {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        // Nothing granted: no preopened directories, no environment, no arguments, no
+        // sockets or name lookups, stdio closed. Clocks and random stay (harmless, and
+        // language runtimes need them to start).
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build()
+        });
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 

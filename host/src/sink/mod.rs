@@ -1,4 +1,5 @@
 pub mod ddl;
 pub mod events;
 pub mod postgres;
+pub mod replay;
 pub mod schema;

@@ -3,7 +3,7 @@
 //! then the dead letters. Nothing is acknowledged to the queue before this commits.
 
 use super::schema::{Cell, TableSchema};
-use crate::batch::{Item, Provenance, Stage, Verdict};
+use crate::batch::{Item, Provenance, Stage, Verdict, verdict_json};
 use anyhow::{Context, anyhow};
 use futures_util::pin_mut;
 use postgres_types::{ToSql, Type};
@@ -122,6 +122,19 @@ impl PostgresSink {
         Ok(PostgresSink { client, schema, target, claim, dead_letter })
     }
 
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// The target table's name as the ledger and dead letters record it.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     pub fn schema(&self) -> Arc<TableSchema> {
         self.schema.clone()
     }
@@ -158,6 +171,44 @@ impl PostgresSink {
             other => other,
         }
         .with_context(|| format!("cannot write a batch to table {}", self.target))
+    }
+
+    /// What `write` would do, without writing: one JSON line per message (see
+    /// `batch::verdict_json`), with misfits shown as sink dead letters and messages the
+    /// ledger already has shown as duplicates. Reads the ledger, writes nothing.
+    pub async fn preview(&self, items: &[Item]) -> anyhow::Result<Vec<serde_json::Value>> {
+        let columns = self.schema.columns_written(items.iter().filter_map(|item| match &item.verdict {
+            Verdict::Row(fields) => Some(fields.as_slice()),
+            _ => None,
+        }));
+        let ids: Vec<&str> = items.iter().map(|i| i.message.id.as_str()).collect();
+        let known: HashSet<String> = self
+            .client
+            .query(
+                "SELECT message_id FROM masq.ledger WHERE target_table = $1 AND message_id = ANY($2)",
+                &[&self.target, &ids],
+            )
+            .await
+            .context("cannot read the ledger")?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(items
+            .iter()
+            .map(|item| {
+                let id = &item.message.id;
+                if known.contains(id) {
+                    return serde_json::json!({ "id": id, "duplicate": true });
+                }
+                match &item.verdict {
+                    Verdict::Row(fields) => match self.schema.cells(fields, &columns) {
+                        Ok(_) => verdict_json(id, &item.verdict),
+                        Err(reason) => verdict_json(id, &Verdict::Dead { stage: Stage::Sink, reason }),
+                    },
+                    other => verdict_json(id, other),
+                }
+            })
+            .collect())
     }
 
     async fn transact(

@@ -1,0 +1,99 @@
+//! decode -> transform: the verdict for each message of a batch, before anything is written.
+//! Shared by `masq run`, `masq run --dry-run`, `masq plugin test` and `masq replay`.
+
+use crate::batch::{Item, Stage, Verdict};
+use crate::decode::decode_body;
+use crate::policy::{BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
+use crate::source::Message;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Decodes and transforms a batch: the verdict for every message, in order. Duplicates of a
+/// message id within the batch (a redelivery that overtook the first copy) are acknowledged
+/// with the first copy and not written again.
+pub async fn decide(
+    policy: &Arc<PolicyHost>,
+    source_name: &str,
+    batch: Vec<Message>,
+    canary: Option<&Canary>,
+) -> (Vec<Item>, PolicyHealth) {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let mut items = Vec::with_capacity(batch.len());
+    let mut duplicates = Vec::new();
+    for message in batch {
+        if seen.insert(message.id.clone()) {
+            items.push(Item { verdict: Verdict::Drop, message });
+        } else {
+            duplicates.push(message);
+        }
+    }
+    let mut records = Vec::with_capacity(items.len());
+    let mut record_of = Vec::with_capacity(items.len());
+    for (i, item) in items.iter_mut().enumerate() {
+        match decode_body(&item.message.body) {
+            Ok(fields) => {
+                records.push(Record {
+                    metadata: Metadata {
+                        message_id: item.message.id.clone(),
+                        sent_timestamp_ms: item.message.sent_ms,
+                        receive_count: item.message.receive_count,
+                        source: source_name.to_string(),
+                    },
+                    fields,
+                });
+                record_of.push(i);
+            }
+            Err(reason) => item.verdict = Verdict::Dead { stage: Stage::Decode, reason },
+        }
+    }
+    if let Some(canary) = canary {
+        canary.remember(&records);
+    }
+    let policy_started = Instant::now();
+    let outcomes = transform(policy, records).await;
+    let mut health = PolicyHealth {
+        evaluated: outcomes.len() as u64,
+        policy_time: policy_started.elapsed(),
+        ..PolicyHealth::default()
+    };
+    for (i, outcome) in record_of.into_iter().zip(outcomes) {
+        items[i].verdict = match outcome {
+            Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
+            Ok(Outcome::Drop) => Verdict::Drop,
+            Ok(Outcome::Reject(reason)) => Verdict::Dead { stage: Stage::Policy, reason },
+            Err(e) => {
+                health.failed += 1;
+                let reason = e.to_string();
+                health.last_error = reason.clone();
+                Verdict::Dead { stage: Stage::Policy, reason }
+            }
+        };
+    }
+    // Redelivered copies ride along as drops; the ledger already has (or is getting) the id,
+    // so they write nothing, and their receipts are deleted with the batch.
+    items.extend(duplicates.into_iter().map(|message| Item { message, verdict: Verdict::Drop }));
+    (items, health)
+}
+
+/// How the policy fared on a batch: records it ran on, records it failed on.
+#[derive(Debug, Default)]
+pub struct PolicyHealth {
+    pub evaluated: u64,
+    pub failed: u64,
+    pub last_error: String,
+    pub policy_time: Duration,
+}
+
+/// Runs the policy on a blocking thread; a failing batch is split to find its bad records
+/// (see `PolicyHost::transform_isolated`).
+async fn transform(policy: &Arc<PolicyHost>, records: Vec<Record>) -> Vec<Result<Outcome, BatchError>> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let policy = policy.clone();
+    tokio::task::spawn_blocking(move || policy.transform_isolated(&records))
+        .await
+        .expect("the policy runs in a sandbox and cannot panic the host")
+}
+
