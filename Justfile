@@ -52,6 +52,11 @@ demo: services plugins build
 test: services plugins
     cargo test --release --locked --workspace
 
+# The crash-and-fault suite at full size: kill -9, PostgreSQL crashes, SQS faults, a slow
+# policy, three consumers (tests/chaos/; `just test` runs its short form).
+chaos: services plugins
+    MASQ_CHAOS=full cargo test --release --locked -p masq --test chaos -- --nocapture
+
 # Throughput against the SQS server's own ceiling; writes docs/BENCHMARKS.md.
 bench: services plugins
     cargo build --release --locked -p masq --examples

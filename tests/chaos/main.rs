@@ -1,0 +1,20 @@
+//! Chaos tests: the real `masq` binary killed, starved of its database and fed a faulty SQS,
+//! and every time the same promise checked at the end: each good message is exactly one row,
+//! each malformed one exactly one dead letter, the ledger holds every message once, and the
+//! queue is empty.
+//!
+//! They run against a private PostgreSQL (scripts/chaos-pg.sh, target/chaos-pg) that they may
+//! stop hard, and the shared SQS server, some through tools/faultproxy. `cargo test` runs this
+//! binary after the integration tests, never beside them; inside it, one scenario runs at a
+//! time (`exclusive`). Sizes: short by default (part of `just test`), `MASQ_CHAOS=full` for
+//! the long form (`just chaos`).
+
+mod harness;
+mod proxy;
+
+mod drain_under_errors;
+mod kill9;
+mod pg_restart;
+mod scale_out;
+mod slow_policy;
+mod sqs_faults;
