@@ -61,3 +61,16 @@ chaos: services plugins
 bench: services plugins
     cargo build --release --locked -p masq --examples
     python3 scripts/bench.py
+
+# cargo-fuzz needs nightly -Z flags: this runs on the stable toolchain with RUSTC_BOOTSTRAP=1,
+# with the address sanitizer. Own target dir (fuzz/target). Seeds: fuzz/seeds (committed); the
+# grown corpus (fuzz/corpus) and any crash (fuzz/artifacts/decode_body) stay local.
+# Fuzz decode_body (untrusted message body -> record fields) for `seconds`; see docs/fuzzing.md.
+fuzz seconds="600":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --version 0.13.2 --locked
+    mkdir -p fuzz/corpus/decode_body
+    RUSTC_BOOTSTRAP=1 nice -n 10 cargo fuzz run --fuzz-dir fuzz --target-dir fuzz/target \
+      --sanitizer address --debug-assertions decode_body fuzz/corpus/decode_body fuzz/seeds/decode_body \
+      -- -max_total_time={{seconds}} -timeout=10 -dict=fuzz/decode_body.dict -print_final_stats=1
