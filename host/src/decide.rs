@@ -61,7 +61,7 @@ pub async fn decide(
         items[i].verdict = match outcome {
             Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
             Ok(Outcome::Drop) => Verdict::Drop,
-            Ok(Outcome::Reject(reason)) => Verdict::Dead { stage: Stage::Policy, reason },
+            Ok(Outcome::Reject(reason)) => Verdict::Dead { stage: Stage::Policy, reason: bounded(reason) },
             Err(e) => {
                 health.failed += 1;
                 let reason = e.to_string();
@@ -97,3 +97,31 @@ async fn transform(policy: &Arc<PolicyHost>, records: Vec<Record>) -> Vec<Result
         .expect("the policy runs in a sandbox and cannot panic the host")
 }
 
+
+/// Most bytes of a policy's reject reason that are kept: the reason is stored with every dead
+/// letter and read by people; a policy must not be able to fill the table through it.
+const MAX_REASON_BYTES: usize = 2048;
+
+fn bounded(reason: String) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    let mut cut = MAX_REASON_BYTES;
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... (reason cut from {} bytes)", &reason[..cut], reason.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn long_reasons_are_cut_on_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(3000);
+        let cut = bounded(long.clone());
+        assert!(cut.len() < 2100 && cut.ends_with("(reason cut from 6000 bytes)"), "{}", cut.len());
+    }
+}
