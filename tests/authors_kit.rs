@@ -141,3 +141,23 @@ async fn replay_writes_each_formerly_dead_message_exactly_once() {
     assert_eq!(env.rows().await.len(), 99);
     assert_eq!(env.count(&format!("(SELECT DISTINCT user_id FROM {}) d", env.table)).await, 99);
 }
+
+#[tokio::test]
+async fn the_rust_template_builds_and_passes_its_own_expected_output() {
+    let env = TestEnv::new("template").await;
+    let dir = repo_root().join("plugins/rust-template/examples");
+    let policy = plugin("rust-template");
+    let out = env
+        .masq(&[
+            "plugin", "test", policy.to_str().unwrap(),
+            "--input", dir.join("input.jsonl").to_str().unwrap(),
+            "--expect", dir.join("expected.jsonl").to_str().unwrap(),
+            "--pii", "email",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The expected file holds plain SHA-256 of the emails, computed here independently.
+    use sha2::Digest;
+    let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
+    assert!(expected.contains(&hex::encode(sha2::Sha256::digest(b"ada@example.com"))), "{expected}");
+}
