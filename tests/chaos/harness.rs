@@ -298,7 +298,8 @@ impl ChaosEnv {
         );
     }
 
-    /// The promise, checked from the database and the queue.
+    /// The promise, checked from the database and the queue. When it holds, the table, its
+    /// ledger and dead-letter rows and the queue are removed.
     pub async fn assert_exactly_once(&self) {
         let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
@@ -344,6 +345,17 @@ impl ChaosEnv {
             assert!(masq::seed::MALFORMED.contains(&body.as_str()), "a good message was dead-lettered: {body}");
         }
         assert_eq!(depth, (0, 0), "the queue is not empty");
+
+        // Passed: nothing here is worth keeping, and a full run leaves 100,000 ledger rows.
+        client
+            .batch_execute(&format!(
+                "DROP TABLE {t}; DELETE FROM masq.ledger WHERE target_table = '{t}'; \
+                 DELETE FROM masq.dead_letters WHERE target_table = '{t}'; \
+                 DELETE FROM masq.policy_events WHERE target_table = '{t}'"
+            ))
+            .await
+            .unwrap();
+        let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
     }
 }
 
