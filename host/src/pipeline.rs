@@ -41,11 +41,15 @@ pub struct PipelineConfig {
 }
 
 /// Every message masq holds, from receipt until it is deleted or handed back. The heartbeat
-/// extends these; drain mode is done when nothing is held and every receiver found the queue
-/// empty.
+/// extends these. In drain mode it also decides when the queue is empty: a receiver whose
+/// receive comes back empty parks (stops polling); the queue is drained when every receiver
+/// is parked and masq holds nothing. A receiver mid-receive is never parked, so messages it
+/// is about to bring in cannot be missed; a receiver retrying after errors simply parks
+/// later. Parked receivers wake when messages are handed back to the queue.
 struct Held {
     inner: Mutex<HeldState>,
-    changed: Notify,
+    /// Wakes parked receivers: messages went back to the queue, or the queue is drained.
+    wake: Notify,
 }
 
 #[derive(Default)]
@@ -53,66 +57,93 @@ struct HeldState {
     receipts: HashMap<String, Instant>,
     /// Dry run: messages already shown, kept invisible until the end so none is shown twice,
     /// but no longer counted as work in progress.
-    parked: HashMap<String, Instant>,
-    /// Per receiver: is a receive call under way; did its last successful receive come back
-    /// empty. A failed receive changes neither verdict, so errors and backoffs cannot keep
-    /// a drain from seeing the end of the queue.
-    receiving: Vec<bool>,
-    last_empty: Vec<bool>,
+    shown: HashMap<String, Instant>,
+    parked: Vec<bool>,
     drained: bool,
 }
 
+impl HeldState {
+    fn check_drained(&mut self) -> bool {
+        if !self.drained && self.receipts.is_empty() && self.parked.iter().all(|p| *p) {
+            self.drained = true;
+        }
+        self.drained
+    }
+}
+
 impl Held {
-    fn remove<'a>(&self, receipts: impl Iterator<Item = &'a str>) {
+    fn new(receivers: usize) -> Held {
+        Held {
+            inner: Mutex::new(HeldState { parked: vec![false; receivers], ..HeldState::default() }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn add(&self, messages: &[Message]) {
+        let now = Instant::now();
+        let mut s = self.inner.lock().expect("held lock");
+        for m in messages {
+            s.receipts.insert(m.receipt.clone(), now);
+        }
+    }
+
+    /// Forgets messages: deleted (`back_in_queue` false) or handed back to the queue (true,
+    /// which wakes parked receivers to fetch them again).
+    fn remove<'a>(&self, receipts: impl Iterator<Item = &'a str>, back_in_queue: bool) {
         let mut s = self.inner.lock().expect("held lock");
         for r in receipts {
             s.receipts.remove(r);
-            s.parked.remove(r);
+            s.shown.remove(r);
         }
+        if back_in_queue {
+            s.parked.iter_mut().for_each(|p| *p = false);
+        }
+        let drained = s.check_drained();
         drop(s);
-        self.changed.notify_waiters();
+        if back_in_queue || drained {
+            self.wake.notify_waiters();
+        }
     }
 
     fn older_than(&self, age: Duration) -> Vec<String> {
         let s = self.inner.lock().expect("held lock");
-        s.receipts.iter().chain(&s.parked).filter(|(_, t)| t.elapsed() >= age).map(|(r, _)| r.clone()).collect()
+        s.receipts.iter().chain(&s.shown).filter(|(_, t)| t.elapsed() >= age).map(|(r, _)| r.clone()).collect()
     }
 
-    /// Keeps messages invisible (heartbeat) without counting them as work in progress.
-    fn park<'a>(&self, receipts: impl Iterator<Item = &'a str>) {
+    /// Dry run: keeps messages invisible (heartbeat) without counting them as work in progress.
+    fn shown<'a>(&self, receipts: impl Iterator<Item = &'a str>) {
         let mut s = self.inner.lock().expect("held lock");
         for r in receipts {
             if let Some(t) = s.receipts.remove(r) {
-                s.parked.insert(r.to_string(), t);
+                s.shown.insert(r.to_string(), t);
             }
         }
-        drop(s);
-        self.changed.notify_waiters();
+        if s.check_drained() {
+            drop(s);
+            self.wake.notify_waiters();
+        }
     }
 
-    fn receiving(&self, receiver: usize) {
-        self.inner.lock().expect("held lock").receiving[receiver] = true;
-    }
-
-    fn receive_failed(&self, receiver: usize) {
-        self.inner.lock().expect("held lock").receiving[receiver] = false;
-    }
-
-    /// Records a receive's result; returns true when the queue is drained: every receiver's
-    /// last receive found it empty, none is receiving (so none holds messages not yet
-    /// counted here), and masq holds nothing that could still go back to the queue.
-    fn received(&self, receiver: usize, messages: &[Message]) -> bool {
-        let now = Instant::now();
+    /// A receiver found the queue empty: parks it, and says whether the queue is drained.
+    fn park(&self, receiver: usize) -> bool {
         let mut s = self.inner.lock().expect("held lock");
-        s.receiving[receiver] = false;
-        s.last_empty[receiver] = messages.is_empty();
-        for m in messages {
-            s.receipts.insert(m.receipt.clone(), now);
+        s.parked[receiver] = true;
+        let drained = s.check_drained();
+        drop(s);
+        if drained {
+            self.wake.notify_waiters();
         }
-        if s.receipts.is_empty() && s.last_empty.iter().all(|e| *e) && !s.receiving.iter().any(|r| *r) {
-            s.drained = true;
+        drained
+    }
+
+    /// Unparks a receiver that woke up; false if the queue is drained meanwhile.
+    fn unpark(&self, receiver: usize) -> bool {
+        let mut s = self.inner.lock().expect("held lock");
+        if s.drained {
+            return false;
         }
-        s.drained
+        s.parked[receiver] = false;
+        true
     }
 }
 
@@ -132,14 +163,7 @@ pub async fn run(
         sinks.push(PostgresSink::connect(&config.database_url, schema.clone()).await?);
     }
 
-    let held = Arc::new(Held {
-        inner: Mutex::new(HeldState {
-            receiving: vec![false; config.receivers],
-            last_empty: vec![false; config.receivers],
-            ..HeldState::default()
-        }),
-        changed: Notify::new(),
-    });
+    let held = Arc::new(Held::new(config.receivers));
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
     let (tx, rx) = mpsc::channel::<Vec<Message>>(config.workers * config.batch_size.div_ceil(10) + config.receivers);
@@ -194,7 +218,7 @@ pub async fn run(
         let refs: Vec<&str> = leftovers.iter().map(String::as_str).collect();
         source.set_visibility(&refs, 0).await;
         counters.released.fetch_add(refs.len() as u64, Ordering::Relaxed);
-        held.remove(refs.into_iter());
+        held.remove(refs.into_iter(), true);
     }
     heartbeat_stop.cancel();
     let _ = heartbeat.await;
@@ -213,7 +237,6 @@ async fn receive_loop(
     let wait = if config.drain { config.wait_seconds.min(1) } else { config.wait_seconds };
     let mut backoff = Duration::from_millis(500);
     loop {
-        held.receiving(me);
         let receive = source.receive(wait, config.visibility_timeout);
         tokio::pin!(receive);
         let received = tokio::select! {
@@ -237,24 +260,25 @@ async fn receive_loop(
             Ok(messages) if messages.is_empty() => {
                 backoff = Duration::from_millis(500);
                 if config.drain {
-                    if held.received(me, &messages) {
+                    // Registered before parking, so a wake-up in between is not lost.
+                    let woken = held.wake.notified();
+                    if held.park(me) {
                         receiving.cancel();
                         return;
                     }
-                    // Wait for held messages to finish (they may come back) or a short pause.
-                    let notified = held.changed.notified();
                     tokio::select! {
                         _ = receiving.cancelled() => return,
-                        _ = notified => {},
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {},
+                        _ = woken => {},
                     }
-                } else {
-                    held.received(me, &messages);
+                    if !held.unpark(me) {
+                        receiving.cancel();
+                        return;
+                    }
                 }
             }
             Ok(messages) => {
                 backoff = Duration::from_millis(500);
-                held.received(me, &messages);
+                held.add(&messages);
                 counters.received.fetch_add(messages.len() as u64, Ordering::Relaxed);
                 let permit = tokio::select! {
                     _ = receiving.cancelled() => Err(()),
@@ -268,13 +292,12 @@ async fn receive_loop(
                         let receipts: Vec<&str> = messages.iter().map(|m| m.receipt.as_str()).collect();
                         source.set_visibility(&receipts, 0).await;
                         counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
-                        held.remove(receipts.into_iter());
+                        held.remove(receipts.into_iter(), true);
                         return;
                     }
                 }
             }
             Err(e) => {
-                held.receive_failed(me);
                 Counters::inc(&counters.sqs_errors, 1);
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "receive failed");
                 tokio::select! {
@@ -351,7 +374,7 @@ async fn worker_loop(
             let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
             source.set_visibility(&receipts, back_off.as_secs().min(43_200) as i32).await;
             Counters::inc(&counters.released, receipts.len() as u64);
-            held.remove(receipts.into_iter());
+            held.remove(receipts.into_iter(), true);
             if config.drain {
                 // A drain cannot finish with a broken policy: stop and say so (exit code 3).
                 stop.cancel();
@@ -383,13 +406,13 @@ async fn worker_loop(
                         };
                         Counters::inc(counter, 1);
                     }
-                    held.park(items.iter().map(|i| i.message.receipt.as_str()));
+                    held.shown(items.iter().map(|i| i.message.receipt.as_str()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "dry run: cannot read the ledger; handing the batch back");
                     let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
                     source.set_visibility(&receipts, 0).await;
-                    held.remove(receipts.into_iter());
+                    held.remove(receipts.into_iter(), true);
                 }
             }
             continue;
@@ -413,8 +436,10 @@ async fn worker_loop(
                 let held = held.clone();
                 acks.spawn(async move {
                     let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+                    // Committed: no longer masq's to extend, whether or not the delete lands (a
+                    // message that reappears is skipped by the ledger).
+                    held.remove(receipts.iter().copied(), false);
                     source.delete(&receipts).await;
-                    held.remove(receipts.into_iter());
                 });
             }
             None => {
@@ -422,7 +447,7 @@ async fn worker_loop(
                 let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
                 source.set_visibility(&receipts, 0).await;
                 counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
-                held.remove(receipts.into_iter());
+                held.remove(receipts.into_iter(), true);
             }
         }
         while acks.try_join_next().is_some() {}
