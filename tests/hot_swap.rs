@@ -219,3 +219,63 @@ async fn a_pinned_digest_refuses_any_other_file() {
     env.drain(&["--plugin-sha256", &actual]).await;
     assert_eq!(env.rows().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_rotated_key_file_applies_to_new_batches_while_running() {
+    let env = TestEnv::new("keyswap").await;
+    let port = free_port();
+    let plugin = plugin("sha256-masker");
+    let key = env.key_file.display().to_string();
+    let masq = env
+        .command(&["run", "--plugin", plugin.to_str().unwrap(), "--key-file", &key, "--wait-seconds", "1",
+                   "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_events(&env, &env.table, "started", 1).await;
+    // Probes for Kubernetes: alive, and ready once the policy is loaded and masq is running.
+    assert!(http_get(port, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let start = Instant::now();
+    while !http_get(port, "/readyz").await.starts_with("HTTP/1.1 200") {
+        assert!(start.elapsed() < Duration::from_secs(20), "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let wait_rows = async |n: usize| {
+        let start = Instant::now();
+        while env.rows().await.len() < n {
+            assert!(start.elapsed() < Duration::from_secs(20), "rows not written within 20 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    env.send(&[login("before", "10.7.0.1", "700-00-0001", "1.0", None)]).await;
+    wait_rows(1).await;
+
+    // Rotate: a new active key, the old one kept.
+    let out = env.masq(&["keygen", "--add-to", &key]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!new_id.is_empty() && new_id != env.key_id, "{new_id}");
+    wait_for_events(&env, &env.table, "key_rotated", 1).await;
+    env.send(&[
+        login("after", "10.7.0.1", "700-00-0001", "1.0", None),
+        login("after-2", "10.7.0.1", "700-00-0002", "1.0", None),
+    ])
+    .await;
+    wait_rows(3).await;
+
+    let rows = env.rows().await;
+    let ip_of = |user: &str| rows.iter().find(|r| r.user_id.as_deref() == Some(user)).unwrap().masked_ip.clone().unwrap();
+    // Before: the old key, exactly as computed independently.
+    assert_eq!(ip_of("before"), env.token("10.7.0.1"));
+    // After: the new key id; the same value under the same (new) key gives the same token.
+    assert!(ip_of("after").starts_with(&format!("{new_id}:")), "{}", ip_of("after"));
+    assert_eq!(ip_of("after"), ip_of("after-2"));
+    assert_ne!(ip_of("after"), ip_of("before"));
+    let metrics = http_get(port, "/metrics").await;
+    assert!(metrics.contains("masq_key_reloads_total 1"), "{metrics}");
+
+    assert!(std::process::Command::new("kill").args(["-TERM", &masq.id().unwrap().to_string()]).status().unwrap().success());
+    assert!(masq.wait_with_output().await.unwrap().status.success());
+}

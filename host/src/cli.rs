@@ -298,13 +298,13 @@ pub struct SeedArgs {
     #[arg(long, env = "MASQ_QUEUE_URL")]
     pub queue_url: String,
     /// A JSONL file: each non-empty line is sent as one message body, as it is.
-    #[arg(long)]
+    #[arg(long, env = "MASQ_SEED_FILE")]
     pub file: Option<PathBuf>,
     /// Number of synthetic login events to send; about 1% are malformed on purpose.
-    #[arg(long)]
+    #[arg(long, env = "MASQ_SEED_COUNT")]
     pub count: Option<u64>,
     /// Seed of the synthetic data, so a run can be repeated exactly.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "MASQ_SEED_SEED", default_value_t = 1)]
     pub seed: u64,
 }
 
