@@ -4,7 +4,9 @@
 use crate::support::*;
 
 fn fixture_path() -> String {
-    fixture("fetch-login-queue/messages.jsonl").display().to_string()
+    fixture("fetch-login-queue/messages.jsonl")
+        .display()
+        .to_string()
 }
 
 #[tokio::test]
@@ -15,23 +17,56 @@ async fn plugin_test_prints_rows_and_fails_on_a_policy_that_leaks_pii() {
     let input = fixture_path();
 
     // The default policy leaks nothing; output is one JSON line per message.
-    let out = env.masq(&["plugin", "test", policy, "--input", &input, "--pii", "ip,device_id", "--sent-at", "2024-01-31"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = env
+        .masq(&[
+            "plugin",
+            "test",
+            policy,
+            "--input",
+            &input,
+            "--pii",
+            "ip,device_id",
+            "--sent-at",
+            "2024-01-31",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 100);
     assert_eq!(lines.iter().filter(|l| l.get("row").is_some()).count(), 99);
     let first = &lines[0]["row"];
     assert_eq!(first["user_id"], "424cdd21-063a-43a7-b91b-7ca1a833afae");
     use sha2::Digest;
-    assert_eq!(first["masked_ip"], hex::encode(sha2::Sha256::digest(b"199.172.111.135")));
+    assert_eq!(
+        first["masked_ip"],
+        hex::encode(sha2::Sha256::digest(b"199.172.111.135"))
+    );
     assert_eq!(first["create_date"], "2024-01-31");
-    assert_eq!(lines[12]["dead_letter"]["reason"], "missing field(s): user_id, app_version, device_type, ip, locale, device_id");
+    assert_eq!(
+        lines[12]["dead_letter"]["reason"],
+        "missing field(s): user_id, app_version, device_type, ip, locale, device_id"
+    );
 
     // Configured to mask only device_id, the policy copies ip into its output as it is.
     let out = env
-        .masq(&["plugin", "test", policy, "--input", &input, "--pii", "ip,device_id",
-                "--policy-config", "mask=device_id:masked_device_id"])
+        .masq(&[
+            "plugin",
+            "test",
+            policy,
+            "--input",
+            &input,
+            "--pii",
+            "ip,device_id",
+            "--policy-config",
+            "mask=device_id:masked_device_id",
+        ])
         .await;
     assert!(!out.status.success(), "a leaking policy passed");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -45,22 +80,49 @@ async fn plugin_test_prints_rows_and_fails_on_a_policy_that_leaks_pii() {
     let dir = tempdir("plugintest");
     let expected = dir.join("expected.jsonl");
     let run = |extra: Vec<String>| {
-        let mut args: Vec<String> =
-            ["plugin", "test", policy, "--input", &input, "--sent-at", "2024-01-31"].iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = [
+            "plugin",
+            "test",
+            policy,
+            "--input",
+            &input,
+            "--sent-at",
+            "2024-01-31",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.extend(extra);
         args
     };
-    let out = env.masq(&run(vec![]).iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let out = env
+        .masq(&run(vec![]).iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     std::fs::write(&expected, &out.stdout).unwrap();
     let expect_args = run(vec!["--expect".into(), expected.display().to_string()]);
-    let out = env.masq(&expect_args.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let changed = String::from_utf8_lossy(&std::fs::read(&expected).unwrap()).replacen("\"app_version\":2003000", "\"app_version\":23", 1);
+    let out = env
+        .masq(&expect_args.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed = String::from_utf8_lossy(&std::fs::read(&expected).unwrap()).replacen(
+        "\"app_version\":2003000",
+        "\"app_version\":23",
+        1,
+    );
     std::fs::write(&expected, changed).unwrap();
-    let out = env.masq(&expect_args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let out = env
+        .masq(&expect_args.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 1: field 'app_version': expected 23, got 2003000"), "{err}");
+    assert!(
+        err.contains("line 1: field 'app_version': expected 23, got 2003000"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +130,8 @@ async fn dry_run_leaves_queue_and_database_exactly_as_they_were() {
     let env = TestEnv::new("dryrun").await;
     // Some history: one message already written, so the dry run must report it as a duplicate
     // if it came again, and must not touch it.
-    env.send(&[login("old", "10.0.0.1", "000-00-0001", "1.0", None)]).await;
+    env.send(&[login("old", "10.0.0.1", "000-00-0001", "1.0", None)])
+        .await;
     env.drain(&[]).await;
     let bodies = vec![
         login("u1", "10.0.0.2", "000-00-0002", "2.3.0", Some("US")),
@@ -79,7 +142,13 @@ async fn dry_run_leaves_queue_and_database_exactly_as_they_were() {
     env.send(&bodies).await;
 
     // This test's table, and its entries in masq's tables (other tests share those).
-    let snapshot = async || (env.rows().await, env.ledger_count().await, env.dead_letters().await);
+    let snapshot = async || {
+        (
+            env.rows().await,
+            env.ledger_count().await,
+            env.dead_letters().await,
+        )
+    };
     let before = snapshot().await;
     let out = env.drain(&["--dry-run"]).await;
     let after = snapshot().await;
@@ -87,22 +156,45 @@ async fn dry_run_leaves_queue_and_database_exactly_as_they_were() {
     // Every message is back in the queue, visible at once.
     assert_eq!(env.depth().await, (4, 0));
 
-    let lines: Vec<serde_json::Value> = out.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 4, "{out}");
     let rows: Vec<_> = lines.iter().filter_map(|l| l.get("row")).collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["user_id"], "u1");
     assert_eq!(rows[0]["masked_ip"], env.token("10.0.0.2"));
-    let reasons: Vec<&str> = lines.iter().filter_map(|l| l["dead_letter"]["reason"].as_str()).collect();
+    let reasons: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["dead_letter"]["reason"].as_str())
+        .collect();
     assert_eq!(reasons.len(), 3);
-    assert!(reasons.iter().any(|r| r.starts_with("field 'app_version': '2.x'")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("missing field(s)")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r == &"field 'user_id': 200 characters do not fit varchar(128)"), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("field 'app_version': '2.x'")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("missing field(s)")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == &"field 'user_id': 200 characters do not fit varchar(128)"),
+        "{reasons:?}"
+    );
     assert!(out.contains("dry run"), "{out}");
 
     // The real run afterwards sees all four messages.
     let summary = env.drain(&[]).await;
-    assert!(summary.contains("received 4, written 1, dead-lettered 3"), "{summary}");
+    assert!(
+        summary.contains("received 4, written 1, dead-lettered 3"),
+        "{summary}"
+    );
 }
 
 #[tokio::test]
@@ -120,26 +212,64 @@ async fn replay_writes_each_formerly_dead_message_exactly_once() {
     let policy = plugin("sha256-masker");
     let key = env.key_file.display().to_string();
     let replay = async || {
-        let out = env.masq(&["replay", "--plugin", policy.to_str().unwrap(), "--key-file", &key]).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = env
+            .masq(&[
+                "replay",
+                "--plugin",
+                policy.to_str().unwrap(),
+                "--key-file",
+                &key,
+            ])
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let report = replay().await;
-    assert!(report.contains("written 99, dropped 0, still dead 1, skipped 0"), "{report}");
+    assert!(
+        report.contains("written 99, dropped 0, still dead 1, skipped 0"),
+        "{report}"
+    );
     let rows = env.rows().await;
     assert_eq!(rows.len(), 99);
-    let first = rows.iter().find(|r| r.user_id.as_deref() == Some("424cdd21-063a-43a7-b91b-7ca1a833afae")).unwrap();
-    assert_eq!(first.masked_ip.as_deref(), Some(env.token("199.172.111.135").as_str()));
+    let first = rows
+        .iter()
+        .find(|r| r.user_id.as_deref() == Some("424cdd21-063a-43a7-b91b-7ca1a833afae"))
+        .unwrap();
+    assert_eq!(
+        first.masked_ip.as_deref(),
+        Some(env.token("199.172.111.135").as_str())
+    );
     let dead = env.dead_letters().await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].1, "missing field(s): user_id, app_version, device_type, ip, locale, device_id");
-    assert_eq!(env.count(&format!("masq.ledger WHERE target_table = '{}' AND outcome = 'written'", env.table)).await, 99);
+    assert_eq!(
+        dead[0].1,
+        "missing field(s): user_id, app_version, device_type, ip, locale, device_id"
+    );
+    assert_eq!(
+        env.count(&format!(
+            "masq.ledger WHERE target_table = '{}' AND outcome = 'written'",
+            env.table
+        ))
+        .await,
+        99
+    );
 
     // Again: nothing left to write, nothing written twice.
     let report = replay().await;
-    assert!(report.contains("written 0, dropped 0, still dead 1"), "{report}");
+    assert!(
+        report.contains("written 0, dropped 0, still dead 1"),
+        "{report}"
+    );
     assert_eq!(env.rows().await.len(), 99);
-    assert_eq!(env.count(&format!("(SELECT DISTINCT user_id FROM {}) d", env.table)).await, 99);
+    assert_eq!(
+        env.count(&format!("(SELECT DISTINCT user_id FROM {}) d", env.table))
+            .await,
+        99
+    );
 }
 
 #[tokio::test]
@@ -149,15 +279,27 @@ async fn the_rust_template_builds_and_passes_its_own_expected_output() {
     let policy = plugin("rust-template");
     let out = env
         .masq(&[
-            "plugin", "test", policy.to_str().unwrap(),
-            "--input", dir.join("input.jsonl").to_str().unwrap(),
-            "--expect", dir.join("expected.jsonl").to_str().unwrap(),
-            "--pii", "email",
+            "plugin",
+            "test",
+            policy.to_str().unwrap(),
+            "--input",
+            dir.join("input.jsonl").to_str().unwrap(),
+            "--expect",
+            dir.join("expected.jsonl").to_str().unwrap(),
+            "--pii",
+            "email",
         ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The expected file holds plain SHA-256 of the emails, computed here independently.
     use sha2::Digest;
     let expected = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
-    assert!(expected.contains(&hex::encode(sha2::Sha256::digest(b"ada@example.com"))), "{expected}");
+    assert!(
+        expected.contains(&hex::encode(sha2::Sha256::digest(b"ada@example.com"))),
+        "{expected}"
+    );
 }

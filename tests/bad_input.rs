@@ -31,7 +31,15 @@ async fn each_bad_message_is_one_dead_letter_and_good_ones_in_its_batch_are_writ
         ("256 KB body", huge, format!("field 'device_type': {} characters do not fit varchar(32)", huge_device_type.len()), "sink"),
     ];
     let good: Vec<String> = (0..20)
-        .map(|i| login(&format!("good-{i}"), &format!("10.1.0.{i}"), &format!("900-00-{i:04}"), "3.1.4", Some("DE")))
+        .map(|i| {
+            login(
+                &format!("good-{i}"),
+                &format!("10.1.0.{i}"),
+                &format!("900-00-{i:04}"),
+                "3.1.4",
+                Some("DE"),
+            )
+        })
         .collect();
     // Interleave so bad and good messages share batches.
     let mut bodies = Vec::new();
@@ -42,13 +50,23 @@ async fn each_bad_message_is_one_dead_letter_and_good_ones_in_its_batch_are_writ
         }
     }
     env.send(&bodies).await;
-    env.drain(&["--batch-size", "100", "--batch-wait-ms", "300"]).await;
+    env.drain(&["--batch-size", "100", "--batch-wait-ms", "300"])
+        .await;
 
     let dead = env.dead_letters().await;
     for (label, body, reason, stage) in &bad {
         let matching: Vec<_> = dead.iter().filter(|(b, _, _)| b == body).collect();
-        assert_eq!(matching.len(), 1, "{label}: expected one dead letter, got {}", matching.len());
-        assert!(matching[0].1.contains(reason.as_str()), "{label}: reason {:?} lacks {reason:?}", matching[0].1);
+        assert_eq!(
+            matching.len(),
+            1,
+            "{label}: expected one dead letter, got {}",
+            matching.len()
+        );
+        assert!(
+            matching[0].1.contains(reason.as_str()),
+            "{label}: reason {:?} lacks {reason:?}",
+            matching[0].1
+        );
         assert_eq!(matching[0].2, *stage, "{label}: stage");
     }
     assert_eq!(dead.len(), bad.len());
@@ -70,25 +88,43 @@ async fn each_bad_message_is_one_dead_letter_and_good_ones_in_its_batch_are_writ
 async fn a_row_refused_by_a_table_constraint_is_a_dead_letter_not_a_failed_batch() {
     let env = TestEnv::new("constraint").await;
     env.db
-        .batch_execute(&format!("ALTER TABLE {} ADD CONSTRAINT positive_version CHECK (app_version > 0)", env.table))
+        .batch_execute(&format!(
+            "ALTER TABLE {} ADD CONSTRAINT positive_version CHECK (app_version > 0)",
+            env.table
+        ))
         .await
         .unwrap();
     let mut bodies: Vec<String> = (0..5)
-        .map(|i| login(&format!("ok-{i}"), &format!("10.2.0.{i}"), &format!("800-00-{i:04}"), "1.2", None))
+        .map(|i| {
+            login(
+                &format!("ok-{i}"),
+                &format!("10.2.0.{i}"),
+                &format!("800-00-{i:04}"),
+                "1.2",
+                None,
+            )
+        })
         .collect();
     let zero = login("zero", "10.2.1.1", "800-01-0000", "0.0", None);
     bodies.insert(2, zero.clone());
     env.send(&bodies).await;
-    env.drain(&["--batch-size", "100", "--batch-wait-ms", "300"]).await;
+    env.drain(&["--batch-size", "100", "--batch-wait-ms", "300"])
+        .await;
 
     assert_eq!(env.rows().await.len(), 5);
     let dead = env.dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0, zero);
-    assert!(dead[0].1.starts_with("PostgreSQL refused the row:") && dead[0].1.contains("positive_version"), "{}", dead[0].1);
+    assert!(
+        dead[0].1.starts_with("PostgreSQL refused the row:")
+            && dead[0].1.contains("positive_version"),
+        "{}",
+        dead[0].1
+    );
     assert_eq!(dead[0].2, "sink");
     assert_eq!(
-        env.count("masq.ledger WHERE target_table = '$table' AND outcome = 'dead_letter'").await,
+        env.count("masq.ledger WHERE target_table = '$table' AND outcome = 'dead_letter'")
+            .await,
         1
     );
     assert_eq!(env.depth().await, (0, 0));

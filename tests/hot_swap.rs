@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 async fn stamp_table(env: &TestEnv) -> String {
     let table = format!("{}_stamps", env.table);
     env.db
-        .batch_execute(&format!("CREATE TABLE {table} (message_id text, policy_version text, user_id text)"))
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (message_id text, policy_version text, user_id text)"
+        ))
         .await
         .unwrap();
     table
@@ -37,7 +39,10 @@ async fn events(env: &TestEnv, table: &str, event: &str) -> i64 {
 async fn wait_for_events(env: &TestEnv, table: &str, event: &str, n: i64) {
     let start = Instant::now();
     while events(env, table, event).await < n {
-        assert!(start.elapsed() < Duration::from_secs(20), "no {n}th '{event}' event within 20 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no {n}th '{event}' event within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -52,7 +57,17 @@ async fn twenty_swaps_during_a_drain_lose_nothing_and_every_row_names_its_versio
     std::fs::copy(&versions[0], &live).unwrap();
     let key = env.key_file.display().to_string();
     let masq = env
-        .command(&["run", "--plugin", live.to_str().unwrap(), "--key-file", &key, "--table", &table, "--wait-seconds", "1"])
+        .command(&[
+            "run",
+            "--plugin",
+            live.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--table",
+            &table,
+            "--wait-seconds",
+            "1",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -61,27 +76,60 @@ async fn twenty_swaps_during_a_drain_lose_nothing_and_every_row_names_its_versio
     // 20,000 messages arrive in 20 waves; each wave is still being worked on when the
     // next swap lands, whatever the machine's speed.
     for swap in 1..=20 {
-        let out = env.masq(&["seed", "--count", "1000", "--seed", &swap.to_string()]).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = env
+            .masq(&["seed", "--count", "1000", "--seed", &swap.to_string()])
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         replace_atomically(&live, &versions[swap % 2]);
         wait_for_events(&env, &table, "swapped", swap as i64).await;
     }
     let start = Instant::now();
     while env.ledger_count_of(&table).await < 20000 {
-        assert!(start.elapsed() < Duration::from_secs(180), "not all messages handled within 180 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "not all messages handled within 180 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(std::process::Command::new("kill").args(["-TERM", &masq.id().unwrap().to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &masq.id().unwrap().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = masq.wait_with_output().await.unwrap();
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(summary.contains("received 20000,") && summary.contains("policy swaps 20, refused 0"), "{summary}");
-    assert_eq!(env.ledger_count_of(&table).await, 20000, "every message is in the ledger once");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        summary.contains("received 20000,") && summary.contains("policy swaps 20, refused 0"),
+        "{summary}"
+    );
+    assert_eq!(
+        env.ledger_count_of(&table).await,
+        20000,
+        "every message is in the ledger once"
+    );
 
     let rows = env.count(&table).await;
-    let dead: i64 = env.count(&format!("masq.dead_letters WHERE target_table = '{table}'")).await;
+    let dead: i64 = env
+        .count(&format!("masq.dead_letters WHERE target_table = '{table}'"))
+        .await;
     assert_eq!(rows + dead, 20000, "lost messages");
-    assert_eq!(env.count(&format!("(SELECT DISTINCT message_id FROM {table}) d")).await, rows, "duplicated rows");
+    assert_eq!(
+        env.count(&format!("(SELECT DISTINCT message_id FROM {table}) d"))
+            .await,
+        rows,
+        "duplicated rows"
+    );
     // The ledger's version for each message is the version that wrote its row.
     let matching = env
         .count(&format!(
@@ -89,9 +137,14 @@ async fn twenty_swaps_during_a_drain_lose_nothing_and_every_row_names_its_versio
              AND l.policy_version = t.policy_version AND l.outcome = 'written'"
         ))
         .await;
-    assert_eq!(matching, rows, "rows whose ledger entry names another version");
+    assert_eq!(
+        matching, rows,
+        "rows whose ledger entry names another version"
+    );
     for version in ["1.0.0", "2.0.0"] {
-        let n = env.count(&format!("{table} WHERE policy_version = '{version}'")).await;
+        let n = env
+            .count(&format!("{table} WHERE policy_version = '{version}'"))
+            .await;
         assert!(n > 0, "no rows from version {version}");
     }
     assert_eq!(env.depth().await, (0, 0));
@@ -108,8 +161,17 @@ async fn broken_replacements_are_refused_and_the_old_version_keeps_serving() {
     let key = env.key_file.display().to_string();
     let masq = env
         .command(&[
-            "run", "--plugin", live.to_str().unwrap(), "--key-file", &key, "--table", &table,
-            "--metrics-addr", &format!("127.0.0.1:{port}"), "--wait-seconds", "1",
+            "run",
+            "--plugin",
+            live.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--table",
+            &table,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--wait-seconds",
+            "1",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -126,7 +188,10 @@ async fn broken_replacements_are_refused_and_the_old_version_keeps_serving() {
         env.send(&bodies).await;
         let start = Instant::now();
         while env.count(&table).await < sent as i64 {
-            assert!(start.elapsed() < Duration::from_secs(20), "rows not written within 20 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "rows not written within 20 s"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     };
@@ -141,12 +206,36 @@ async fn broken_replacements_are_refused_and_the_old_version_keeps_serving() {
     std::fs::write(&core_module, b"\0asm\x01\0\0\0").unwrap();
     let broken: Vec<(&str, std::path::PathBuf, &str)> = vec![
         ("not wasm", not_wasm, "is not a WebAssembly component"),
-        ("core module, not a component", core_module, "is not a WebAssembly component"),
-        ("foreign import", plugin("hostile-imports"), "imports evil:net/exfiltrate, which masq does not grant"),
-        ("filesystem import", plugin("hostile-imports-fs"), "imports wasi:filesystem/types@0.2.12, wasi:filesystem/preopens@0.2.12, which masq does not grant"),
-        ("trapping describe", plugin("hostile-describe"), "`describe` failed"),
-        ("trapping on the canary", plugin("hostile-panic"), "failed on a canary batch"),
-        ("truncated mid-copy", truncated, "is not a WebAssembly component"),
+        (
+            "core module, not a component",
+            core_module,
+            "is not a WebAssembly component",
+        ),
+        (
+            "foreign import",
+            plugin("hostile-imports"),
+            "imports evil:net/exfiltrate, which masq does not grant",
+        ),
+        (
+            "filesystem import",
+            plugin("hostile-imports-fs"),
+            "imports wasi:filesystem/types@0.2.12, wasi:filesystem/preopens@0.2.12, which masq does not grant",
+        ),
+        (
+            "trapping describe",
+            plugin("hostile-describe"),
+            "`describe` failed",
+        ),
+        (
+            "trapping on the canary",
+            plugin("hostile-panic"),
+            "failed on a canary batch",
+        ),
+        (
+            "truncated mid-copy",
+            truncated,
+            "is not a WebAssembly component",
+        ),
     ];
     for (i, (label, file, expected)) in broken.iter().enumerate() {
         replace_atomically(&live, file);
@@ -160,44 +249,80 @@ async fn broken_replacements_are_refused_and_the_old_version_keeps_serving() {
             .await
             .unwrap()
             .get(0);
-        assert!(detail.contains(expected), "{label}: refusal says {detail:?}");
+        assert!(
+            detail.contains(expected),
+            "{label}: refusal says {detail:?}"
+        );
         let metrics = http_get(port, "/metrics").await;
-        assert!(metrics.contains(&format!("masq_policy_refusals_total {}", i + 1)), "{label}: {metrics}");
-        assert!(metrics.contains("version=\"1.0.0\""), "{label}: old version not serving");
+        assert!(
+            metrics.contains(&format!("masq_policy_refusals_total {}", i + 1)),
+            "{label}: {metrics}"
+        );
+        assert!(
+            metrics.contains("version=\"1.0.0\""),
+            "{label}: old version not serving"
+        );
         send_and_wait(20).await;
     }
 
     // A copy in place, caught half-written, is retried and not refused.
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(&live).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&live)
+            .unwrap();
         f.write_all(&v2[..v2.len() / 2]).unwrap();
         f.flush().unwrap();
         tokio::time::sleep(Duration::from_millis(40)).await;
         f.write_all(&v2[v2.len() / 2..]).unwrap();
     }
     wait_for_events(&env, &table, "swapped", 1).await;
-    assert_eq!(events(&env, &table, "refused").await, broken.len() as i64, "a copy in progress was refused");
+    assert_eq!(
+        events(&env, &table, "refused").await,
+        broken.len() as i64,
+        "a copy in progress was refused"
+    );
     send_and_wait(20).await;
 
     let status = env.masq(&["status", "--table", &table]).await;
     let status = String::from_utf8_lossy(&status.stdout);
-    assert!(status.contains("serving: policy version-stamp 2.0.0"), "{status}");
+    assert!(
+        status.contains("serving: policy version-stamp 2.0.0"),
+        "{status}"
+    );
     assert!(status.contains("refused"), "{status}");
 
-    assert!(std::process::Command::new("kill").args(["-TERM", &masq.id().unwrap().to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &masq.id().unwrap().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = masq.wait_with_output().await.unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
-        stderr.matches("new policy refused, old one keeps serving").count(),
+        stderr
+            .matches("new policy refused, old one keeps serving")
+            .count(),
         broken.len(),
         "one log line per refusal: {stderr}"
     );
     // Nothing lost, nothing twice, old version until the good swap.
     assert_eq!(env.count(&table).await, sent as i64);
-    assert_eq!(env.count(&format!("(SELECT DISTINCT message_id FROM {table}) d")).await, sent as i64);
-    assert_eq!(env.count(&format!("{table} WHERE policy_version = '2.0.0'")).await, 20);
+    assert_eq!(
+        env.count(&format!("(SELECT DISTINCT message_id FROM {table}) d"))
+            .await,
+        sent as i64
+    );
+    assert_eq!(
+        env.count(&format!("{table} WHERE policy_version = '2.0.0'"))
+            .await,
+        20
+    );
     assert_eq!(env.depth().await, (0, 0));
 }
 
@@ -207,15 +332,29 @@ async fn a_pinned_digest_refuses_any_other_file() {
     let plugin = plugin("sha256-masker");
     let key = env.key_file.display().to_string();
     let wrong = "0".repeat(64);
-    let out = env.masq(&["run", "--plugin", plugin.to_str().unwrap(), "--key-file", &key, "--plugin-sha256", &wrong]).await;
+    let out = env
+        .masq(&[
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--plugin-sha256",
+            &wrong,
+        ])
+        .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     use sha2::Digest;
     let actual = hex::encode(sha2::Sha256::digest(std::fs::read(&plugin).unwrap()));
-    assert!(err.contains(&actual) && err.contains(&wrong), "error must name both digests: {err}");
+    assert!(
+        err.contains(&actual) && err.contains(&wrong),
+        "error must name both digests: {err}"
+    );
 
     // The right digest starts.
-    env.send(&[login("u1", "1.2.3.4", "111-11-1111", "1.0", None)]).await;
+    env.send(&[login("u1", "1.2.3.4", "111-11-1111", "1.0", None)])
+        .await;
     env.drain(&["--plugin-sha256", &actual]).await;
     assert_eq!(env.rows().await.len(), 1);
 }
@@ -227,8 +366,17 @@ async fn a_rotated_key_file_applies_to_new_batches_while_running() {
     let plugin = plugin("sha256-masker");
     let key = env.key_file.display().to_string();
     let masq = env
-        .command(&["run", "--plugin", plugin.to_str().unwrap(), "--key-file", &key, "--wait-seconds", "1",
-                   "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .command(&[
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--wait-seconds",
+            "1",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -245,16 +393,24 @@ async fn a_rotated_key_file_applies_to_new_batches_while_running() {
     let wait_rows = async |n: usize| {
         let start = Instant::now();
         while env.rows().await.len() < n {
-            assert!(start.elapsed() < Duration::from_secs(20), "rows not written within 20 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "rows not written within 20 s"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     };
-    env.send(&[login("before", "10.7.0.1", "700-00-0001", "1.0", None)]).await;
+    env.send(&[login("before", "10.7.0.1", "700-00-0001", "1.0", None)])
+        .await;
     wait_rows(1).await;
 
     // Rotate: a new active key, the old one kept.
     let out = env.masq(&["keygen", "--add-to", &key]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(!new_id.is_empty() && new_id != env.key_id, "{new_id}");
     wait_for_events(&env, &env.table, "key_rotated", 1).await;
@@ -266,16 +422,33 @@ async fn a_rotated_key_file_applies_to_new_batches_while_running() {
     wait_rows(3).await;
 
     let rows = env.rows().await;
-    let ip_of = |user: &str| rows.iter().find(|r| r.user_id.as_deref() == Some(user)).unwrap().masked_ip.clone().unwrap();
+    let ip_of = |user: &str| {
+        rows.iter()
+            .find(|r| r.user_id.as_deref() == Some(user))
+            .unwrap()
+            .masked_ip
+            .clone()
+            .unwrap()
+    };
     // Before: the old key, exactly as computed independently.
     assert_eq!(ip_of("before"), env.token("10.7.0.1"));
     // After: the new key id; the same value under the same (new) key gives the same token.
-    assert!(ip_of("after").starts_with(&format!("{new_id}:")), "{}", ip_of("after"));
+    assert!(
+        ip_of("after").starts_with(&format!("{new_id}:")),
+        "{}",
+        ip_of("after")
+    );
     assert_eq!(ip_of("after"), ip_of("after-2"));
     assert_ne!(ip_of("after"), ip_of("before"));
     let metrics = http_get(port, "/metrics").await;
     assert!(metrics.contains("masq_key_reloads_total 1"), "{metrics}");
 
-    assert!(std::process::Command::new("kill").args(["-TERM", &masq.id().unwrap().to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &masq.id().unwrap().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     assert!(masq.wait_with_output().await.unwrap().status.success());
 }

@@ -5,7 +5,10 @@ use std::collections::HashSet;
 
 fn fixture_lines() -> Vec<String> {
     let text = std::fs::read_to_string(fixture("fetch-login-queue/messages.jsonl")).unwrap();
-    text.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[tokio::test]
@@ -14,11 +17,18 @@ async fn the_login_data_set_lands_masked_exactly_once() {
     let day_before = utc_today();
     let file = fixture("fetch-login-queue/messages.jsonl");
     let out = env.masq(&["seed", "--file", file.to_str().unwrap()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let day_after = utc_today();
 
     let summary = env.drain(&[]).await;
-    assert!(summary.contains("received 100, written 99, dead-lettered 1"), "{summary}");
+    assert!(
+        summary.contains("received 100, written 99, dead-lettered 1"),
+        "{summary}"
+    );
 
     // Exact rows, computed independently from the raw lines and the test's own key.
     let lines = fixture_lines();
@@ -46,18 +56,46 @@ async fn the_login_data_set_lands_masked_exactly_once() {
     assert_eq!(rows.len(), 99);
     for row in &rows {
         let date = row.create_date.clone().unwrap();
-        assert!(date == day_before || date == day_after, "create_date {date} is not the send date");
+        assert!(
+            date == day_before || date == day_after,
+            "create_date {date} is not the send date"
+        );
     }
-    let mut without_dates: Vec<LoginRow> = rows.iter().cloned().map(|r| LoginRow { create_date: None, ..r }).collect();
+    let mut without_dates: Vec<LoginRow> = rows
+        .iter()
+        .cloned()
+        .map(|r| LoginRow {
+            create_date: None,
+            ..r
+        })
+        .collect();
     without_dates.sort();
     expected.sort();
     assert_eq!(without_dates, expected);
 
     // The data set's facts, as the issue states them.
     assert_eq!(rows.iter().filter(|r| r.locale.is_none()).count(), 29);
-    assert_eq!(rows.iter().map(|r| &r.masked_ip).collect::<HashSet<_>>().len(), 99);
-    assert_eq!(rows.iter().map(|r| &r.masked_device_id).collect::<HashSet<_>>().len(), 99);
-    assert_eq!(rows.iter().map(|r| r.app_version).collect::<HashSet<_>>().len(), 94);
+    assert_eq!(
+        rows.iter()
+            .map(|r| &r.masked_ip)
+            .collect::<HashSet<_>>()
+            .len(),
+        99
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| &r.masked_device_id)
+            .collect::<HashSet<_>>()
+            .len(),
+        99
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.app_version)
+            .collect::<HashSet<_>>()
+            .len(),
+        94
+    );
 
     // No raw ip or device id anywhere in the table, whole or in part of any column.
     let all_text: Vec<String> = env
@@ -69,14 +107,20 @@ async fn the_login_data_set_lands_masked_exactly_once() {
         .map(|r| r.get(0))
         .collect();
     for raw in &raw_values {
-        assert!(!all_text.iter().any(|row| row.contains(raw.as_str())), "raw value {raw} is in the table");
+        assert!(
+            !all_text.iter().any(|row| row.contains(raw.as_str())),
+            "raw value {raw} is in the table"
+        );
     }
 
     // The foreign message is the one dead letter, with the missing fields named.
     let dead = env.dead_letters().await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].0, r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#);
-    assert_eq!(dead[0].1, "missing field(s): user_id, app_version, device_type, ip, locale, device_id");
+    assert_eq!(
+        dead[0].1,
+        "missing field(s): user_id, app_version, device_type, ip, locale, device_id"
+    );
     assert_eq!(dead[0].2, "policy");
 
     assert_eq!(env.ledger_count().await, 100);
@@ -92,18 +136,39 @@ async fn unkeyed_mode_stores_plain_sha256_and_warns() {
     ])
     .await;
     let plugin = plugin("sha256-masker");
-    let out = env.masq(&["run", "--drain", "--unkeyed", "--plugin", plugin.to_str().unwrap()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .masq(&[
+            "run",
+            "--drain",
+            "--unkeyed",
+            "--plugin",
+            plugin.to_str().unwrap(),
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("reversed in about a second on one GPU"), "{stderr}");
+    assert!(
+        stderr.contains("reversed in about a second on one GPU"),
+        "{stderr}"
+    );
 
     let rows = env.rows().await;
     assert_eq!(rows.len(), 2);
     // SHA-256 of the ASCII strings, computed with sha2 directly.
     use sha2::Digest;
     let sha = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
-    assert_eq!(rows[0].masked_ip.as_deref(), Some(sha("199.172.111.135").as_str()));
-    assert_eq!(rows[0].masked_device_id.as_deref(), Some(sha("593-47-5928").as_str()));
+    assert_eq!(
+        rows[0].masked_ip.as_deref(),
+        Some(sha("199.172.111.135").as_str())
+    );
+    assert_eq!(
+        rows[0].masked_device_id.as_deref(),
+        Some(sha("593-47-5928").as_str())
+    );
     assert_eq!(rows[1].masked_ip.as_deref(), Some(sha("10.0.0.1").as_str()));
     assert_eq!(rows[1].app_version, Some(2_008));
     assert_eq!(rows[0].app_version, Some(2_003_000));

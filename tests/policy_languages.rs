@@ -45,37 +45,69 @@ async fn data_set_matches_rust(plugin_name: &str) {
     let day_before = utc_today();
     for env in [&rust, &other] {
         let out = env.masq(&["seed", "--file", file.to_str().unwrap()]).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let same_day = utc_today() == day_before;
 
-    let (rust_summary, other_summary) = tokio::join!(rust.drain(&[]), other.drain_with(plugin_name, &[]));
+    let (rust_summary, other_summary) =
+        tokio::join!(rust.drain(&[]), other.drain_with(plugin_name, &[]));
     for summary in [&rust_summary, &other_summary] {
-        assert!(summary.contains("received 100, written 99, dead-lettered 1"), "{summary}");
+        assert!(
+            summary.contains("received 100, written 99, dead-lettered 1"),
+            "{summary}"
+        );
     }
 
     let (expected, got) = (rust.rows().await, other.rows().await);
     assert_eq!(got.len(), 99);
-    assert!(got.iter().all(|r| r.masked_ip.as_deref().is_some_and(|t| t.starts_with(&rust.key_id))));
+    assert!(got.iter().all(|r| {
+        r.masked_ip
+            .as_deref()
+            .is_some_and(|t| t.starts_with(&rust.key_id))
+    }));
     if same_day {
-        assert_eq!(got, expected, "{plugin_name} wrote other rows than sha256-masker");
+        assert_eq!(
+            got, expected,
+            "{plugin_name} wrote other rows than sha256-masker"
+        );
     } else {
         // Seeded across midnight UTC: the two queues may date their messages a day apart.
         let undated = |rows: &[LoginRow]| {
-            let mut v: Vec<LoginRow> = rows.iter().cloned().map(|r| LoginRow { create_date: None, ..r }).collect();
+            let mut v: Vec<LoginRow> = rows
+                .iter()
+                .cloned()
+                .map(|r| LoginRow {
+                    create_date: None,
+                    ..r
+                })
+                .collect();
             v.sort();
             v
         };
-        assert_eq!(undated(&got), undated(&expected), "{plugin_name} wrote other rows than sha256-masker");
+        assert_eq!(
+            undated(&got),
+            undated(&expected),
+            "{plugin_name} wrote other rows than sha256-masker"
+        );
     }
 
     let (mut expected_dead, mut got_dead) = (rust.dead_letters().await, other.dead_letters().await);
     expected_dead.sort();
     got_dead.sort();
-    assert_eq!(got_dead, expected_dead, "{plugin_name}'s dead letters differ from sha256-masker's");
+    assert_eq!(
+        got_dead, expected_dead,
+        "{plugin_name}'s dead letters differ from sha256-masker's"
+    );
 
     let version = rust_policy_version(&rust).await;
-    assert_eq!(other.ledger_policies().await, [(plugin_name.to_string(), version, 100)]);
+    assert_eq!(
+        other.ledger_policies().await,
+        [(plugin_name.to_string(), version, 100)]
+    );
     assert_eq!(other.depth().await, (0, 0), "queue not empty");
 }
 
@@ -114,15 +146,25 @@ async fn bad_records_match_rust(plugin_name: &str) {
     let (mut expected, mut got) = (rust.dead_letters().await, other.dead_letters().await);
     expected.sort();
     got.sort();
-    assert_eq!(expected.len(), cases.len(), "every case is a dead letter: {expected:#?}");
-    assert!(expected.iter().all(|(_, _, stage)| stage == "policy"), "every case reaches the policy: {expected:#?}");
+    assert_eq!(
+        expected.len(),
+        cases.len(),
+        "every case is a dead letter: {expected:#?}"
+    );
+    assert!(
+        expected.iter().all(|(_, _, stage)| stage == "policy"),
+        "every case reaches the policy: {expected:#?}"
+    );
     for (body, reason) in &cases {
         if let Some(reason) = reason {
             let (_, rust_reason, _) = expected.iter().find(|(b, _, _)| b == body).unwrap();
             assert_eq!(rust_reason, reason, "the oracle itself changed");
         }
     }
-    assert_eq!(got, expected, "{plugin_name}'s dead letters differ from sha256-masker's");
+    assert_eq!(
+        got, expected,
+        "{plugin_name}'s dead letters differ from sha256-masker's"
+    );
     assert_eq!(other.rows().await, []);
 }
 
@@ -174,35 +216,54 @@ struct Loaded {
 impl Loaded {
     fn new(name: &str) -> Loaded {
         let engine = Engine::default();
-        let component = Component::from_file(&engine, plugin(name)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let component =
+            Component::from_file(&engine, plugin(name)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         // Only masq's own imports, no WASI: a policy that needs anything else fails here.
         let mut linker = Linker::new(&engine);
         PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
-        Loaded { name: name.into(), engine, component, linker }
+        Loaded {
+            name: name.into(),
+            engine,
+            component,
+            linker,
+        }
     }
 
     fn instance(&self) -> (Store<StandIn>, PolicyPlugin) {
         let mut store = Store::new(&self.engine, StandIn);
         let plugin = PolicyPlugin::instantiate(&mut store, &self.component, &self.linker)
-            .unwrap_or_else(|e| panic!("{} does not instantiate with only masq's imports: {e:#}", self.name));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} does not instantiate with only masq's imports: {e:#}",
+                    self.name
+                )
+            });
         (store, plugin)
     }
 
     fn describe(&self) -> types::PolicyInfo {
         let (mut store, plugin) = self.instance();
-        plugin.masq_policy_policy().call_describe(&mut store).unwrap()
+        plugin
+            .masq_policy_policy()
+            .call_describe(&mut store)
+            .unwrap()
     }
 
     fn configure(&self, config: &Vec<(String, String)>) -> Result<Vec<String>, String> {
         let (mut store, plugin) = self.instance();
-        plugin.masq_policy_policy().call_configure(&mut store, config).unwrap()
+        plugin
+            .masq_policy_policy()
+            .call_configure(&mut store, config)
+            .unwrap()
     }
 
     fn transform(&self, config: &Vec<(String, String)>, batch: &[Record]) -> Vec<Outcome> {
         let (mut store, plugin) = self.instance();
         let policy = plugin.masq_policy_policy();
         policy.call_configure(&mut store, config).unwrap().unwrap();
-        policy.call_transform(&mut store, batch).unwrap_or_else(|e| panic!("{} trapped: {e:#}", self.name))
+        policy
+            .call_transform(&mut store, batch)
+            .unwrap_or_else(|e| panic!("{} trapped: {e:#}", self.name))
     }
 }
 
@@ -221,44 +282,84 @@ fn calls_match_rust(name: &str) {
 
     let (expected, got) = (rust.describe(), other.describe());
     assert_eq!(got.name, name);
-    let got = types::PolicyInfo { name: expected.name.clone(), ..got };
-    assert_eq!(format!("{got:#?}"), format!("{expected:#?}"), "{name}'s describe differs");
+    let got = types::PolicyInfo {
+        name: expected.name.clone(),
+        ..got
+    };
+    assert_eq!(
+        format!("{got:#?}"),
+        format!("{expected:#?}"),
+        "{name}'s describe differs"
+    );
 
     for config in configs_ok().iter().chain(&configs_refused()) {
-        let expected = rust.configure(config).map_err(|e| e.replace("sha256-masker", name));
+        let expected = rust
+            .configure(config)
+            .map_err(|e| e.replace("sha256-masker", name));
         assert_eq!(other.configure(config), expected, "configure {config:?}");
     }
     for config in configs_refused() {
-        assert!(rust.configure(&config).is_err(), "the oracle accepts {config:?}");
+        assert!(
+            rust.configure(&config).is_err(),
+            "the oracle accepts {config:?}"
+        );
     }
 
     let batch = records();
     for config in configs_ok() {
-        let (expected, got) = (rust.transform(&config, &batch), other.transform(&config, &batch));
+        let (expected, got) = (
+            rust.transform(&config, &batch),
+            other.transform(&config, &batch),
+        );
         assert_eq!(got.len(), batch.len());
         for ((record, expected), got) in batch.iter().zip(&expected).zip(&got) {
             // Debug text, not ==, so -0.0 against 0.0 counts as a difference.
-            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{name}, config {config:?}, record {record:?}");
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{expected:?}"),
+                "{name}, config {config:?}, record {record:?}"
+            );
         }
     }
 }
 
 fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn configs_ok() -> Vec<Vec<(String, String)>> {
     vec![
         config(&[]),
-        config(&[("mask", "email:masked_email"), ("required", "email,user_id"), ("nullable", ""), ("date-field", ""), ("version-field", "")]),
-        config(&[("mask", " ip : masked_ip , ip:other_ip,,device_id:masked_device_id ")]),
-        config(&[("mask", "device_id:masked_device_id"), ("version-field", "ip")]),
+        config(&[
+            ("mask", "email:masked_email"),
+            ("required", "email,user_id"),
+            ("nullable", ""),
+            ("date-field", ""),
+            ("version-field", ""),
+        ]),
+        config(&[(
+            "mask",
+            " ip : masked_ip , ip:other_ip,,device_id:masked_device_id ",
+        )]),
+        config(&[
+            ("mask", "device_id:masked_device_id"),
+            ("version-field", "ip"),
+        ]),
         config(&[("mask", "ip:masked_ip,app_version:masked_version")]),
         config(&[("date-field", "ip")]),
         config(&[("date-field", "  ")]),
         config(&[("required", "user_id,user_id,ip"), ("nullable", "ip")]),
-        config(&[("mask", "\u{3000}ip\u{3000}:masked_ip,\u{feff}device_id:masked_device_id")]),
-        config(&[("mask", "\u{1c}ip:masked_ip"), ("required", " \u{85}ip,\u{a0}locale")]),
+        config(&[(
+            "mask",
+            "\u{3000}ip\u{3000}:masked_ip,\u{feff}device_id:masked_device_id",
+        )]),
+        config(&[
+            ("mask", "\u{1c}ip:masked_ip"),
+            ("required", " \u{85}ip,\u{a0}locale"),
+        ]),
         config(&[("mask", "a:b:c,ip:masked_ip")]),
         config(&[("mask", "ip"), ("mask", "ip:last_wins")]),
     ]
@@ -287,12 +388,18 @@ fn record(sent_timestamp_ms: u64, fields: Vec<(String, Value)>) -> Record {
             receive_count: 1,
             source: "test".into(),
         },
-        fields: fields.into_iter().map(|(name, value)| Field { name, value }).collect(),
+        fields: fields
+            .into_iter()
+            .map(|(name, value)| Field { name, value })
+            .collect(),
     }
 }
 
 fn named(fields: Vec<(&str, Value)>) -> Vec<(String, Value)> {
-    fields.into_iter().map(|(n, v)| (n.to_string(), v)).collect()
+    fields
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect()
 }
 
 fn text(s: &str) -> Value {
@@ -328,8 +435,23 @@ const SENT: u64 = 1_669_852_800_000 + 3_600_000;
 
 fn records() -> Vec<Record> {
     let floats = [
-        1.5, -0.0, 0.0, 1e21, 1e-7, 0.1 + 0.2, 5e-324, f64::MAX, f64::MIN_POSITIVE, 123456.0, 1e16, 2.5e-5,
-        -1234.5678, 9007199254740993.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY,
+        1.5,
+        -0.0,
+        0.0,
+        1e21,
+        1e-7,
+        0.1 + 0.2,
+        5e-324,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        123456.0,
+        1e16,
+        2.5e-5,
+        -1234.5678,
+        9007199254740993.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
     ];
     let mut wrong: Vec<Value> = vec![
         Value::Null,
@@ -343,11 +465,35 @@ fn records() -> Vec<Record> {
     ];
     wrong.extend(floats.iter().map(|f| Value::Float(*f)));
     let versions = [
-        "", "2.", ".2", "2.3.4.5", "2.x", "-1.0", "+1.0", "2.1000", "2147.0", "2146.999.999", "1e3", " 2.0", "2.0\n",
-        "２.0", "٣.1", "0.2.8", "2", "2.0", "2.00", "9.10", "000000001.2", "0000000001.2", "x'y\"z",
+        "",
+        "2.",
+        ".2",
+        "2.3.4.5",
+        "2.x",
+        "-1.0",
+        "+1.0",
+        "2.1000",
+        "2147.0",
+        "2146.999.999",
+        "1e3",
+        " 2.0",
+        "2.0\n",
+        "２.0",
+        "٣.1",
+        "0.2.8",
+        "2",
+        "2.0",
+        "2.00",
+        "9.10",
+        "000000001.2",
+        "0000000001.2",
+        "x'y\"z",
     ];
 
-    let mut out = vec![record(SENT, login(&[])), record(SENT, login(&[("locale", Some(Value::Null))]))];
+    let mut out = vec![
+        record(SENT, login(&[])),
+        record(SENT, login(&[("locale", Some(Value::Null))])),
+    ];
     for v in versions {
         out.push(record(SENT, login(&[("app_version", Some(text(v)))])));
     }
@@ -375,11 +521,24 @@ fn records() -> Vec<Record> {
     }
     out.extend([
         // Several problems at once, reported in field order.
-        record(SENT, login(&[("ip", Some(Value::Null)), ("app_version", Some(Value::Integer(7))), ("device_id", Some(Value::Boolean(false)))])),
+        record(
+            SENT,
+            login(&[
+                ("ip", Some(Value::Null)),
+                ("app_version", Some(Value::Integer(7))),
+                ("device_id", Some(Value::Boolean(false))),
+            ]),
+        ),
         record(SENT, login(&[("ip", None)])),
         record(SENT, login(&[("ip", None), ("locale", None)])),
         record(SENT, vec![]),
-        record(SENT, named(vec![("foo", text("oops_wrong_msg_type")), ("bar", text("123"))])),
+        record(
+            SENT,
+            named(vec![
+                ("foo", text("oops_wrong_msg_type")),
+                ("bar", text("123")),
+            ]),
+        ),
         // Pass-through of every kind, and a body's own create_date, which is never used.
         record(
             SENT,
@@ -408,9 +567,25 @@ fn records() -> Vec<Record> {
             ]),
         ),
         // A second `ip` after the first: both are masked, in place.
-        record(SENT, login(&[("ip", Some(text("")))]).into_iter().chain(named(vec![("ip", text("5.6.7.8"))])).collect()),
-        record(SENT, login(&[("user_id", Some(text("ユーザー😀\u{0}"))), ("ip", Some(text("😀"))), ("", Some(text("nameless")))])),
-        record(SENT, login(&[("email", Some(Value::Integer(1))), ("a", Some(text("x")))])),
+        record(
+            SENT,
+            login(&[("ip", Some(text("")))])
+                .into_iter()
+                .chain(named(vec![("ip", text("5.6.7.8"))]))
+                .collect(),
+        ),
+        record(
+            SENT,
+            login(&[
+                ("user_id", Some(text("ユーザー😀\u{0}"))),
+                ("ip", Some(text("😀"))),
+                ("", Some(text("nameless"))),
+            ]),
+        ),
+        record(
+            SENT,
+            login(&[("email", Some(Value::Integer(1))), ("a", Some(text("x")))]),
+        ),
     ]);
     out
 }

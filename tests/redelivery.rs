@@ -8,7 +8,15 @@ use std::time::Duration;
 async fn messages_redelivered_after_a_crash_are_not_written_twice() {
     let env = TestEnv::new("redeliver").await;
     let bodies: Vec<String> = (0..100)
-        .map(|i| login(&format!("r-{i}"), &format!("10.3.0.{i}"), &format!("700-00-{i:04}"), "1.0.0", None))
+        .map(|i| {
+            login(
+                &format!("r-{i}"),
+                &format!("10.3.0.{i}"),
+                &format!("700-00-{i:04}"),
+                "1.0.0",
+                None,
+            )
+        })
         .collect();
     env.send(&bodies).await;
 
@@ -17,18 +25,40 @@ async fn messages_redelivered_after_a_crash_are_not_written_twice() {
     let key = env.key_file.display().to_string();
     let out = env
         .command(&[
-            "run", "--drain", "--plugin", plugin.to_str().unwrap(), "--key-file", &key,
-            "--visibility-timeout", "5", "--workers", "1", "--batch-size", "1000", "--batch-wait-ms", "1000",
+            "run",
+            "--drain",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--visibility-timeout",
+            "5",
+            "--workers",
+            "1",
+            "--batch-size",
+            "1000",
+            "--batch-wait-ms",
+            "1000",
         ])
         .env("MASQ_FAILPOINT", "crash-after-commit")
         .output()
         .await
         .unwrap();
-    assert!(!out.status.success(), "the failpoint should have killed masq");
+    assert!(
+        !out.status.success(),
+        "the failpoint should have killed masq"
+    );
     let written_before_crash = env.rows().await.len();
-    assert!(written_before_crash > 0, "nothing was committed before the crash");
+    assert!(
+        written_before_crash > 0,
+        "nothing was committed before the crash"
+    );
     let (visible, in_flight) = env.depth().await;
-    assert_eq!(visible + in_flight, 100, "a message was deleted or lost before the crash");
+    assert_eq!(
+        visible + in_flight,
+        100,
+        "a message was deleted or lost before the crash"
+    );
 
     // SQS hands the undeleted messages out again once their 5 s visibility timeout passes.
     // (fauxqs updates its in-flight count only on receive, so wait rather than poll.)
@@ -42,7 +72,11 @@ async fn messages_redelivered_after_a_crash_are_not_written_twice() {
 
     let rows = env.rows().await;
     assert_eq!(rows.len(), 100);
-    assert_eq!(env.count("(SELECT DISTINCT user_id FROM $table) d").await, 100, "duplicate rows");
+    assert_eq!(
+        env.count("(SELECT DISTINCT user_id FROM $table) d").await,
+        100,
+        "duplicate rows"
+    );
     assert_eq!(env.ledger_count().await, 100);
     assert_eq!(env.depth().await, (0, 0));
 }

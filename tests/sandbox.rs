@@ -7,20 +7,39 @@ use crate::support::*;
 
 /// Sends `good` plain records and `bad` bodies, then drains with a hostile policy into a
 /// pass-through table. Returns (exit code, stdout, stderr).
-async fn run_hostile(env: &TestEnv, policy: &str, good: usize, bad: &[&str], extra: &[&str]) -> (i32, String, String) {
+async fn run_hostile(
+    env: &TestEnv,
+    policy: &str,
+    good: usize,
+    bad: &[&str],
+    extra: &[&str],
+) -> (i32, String, String) {
     let table = format!("{}_h", env.table);
     env.db
-        .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {table} (user_id text, poison boolean, seen_before text)"))
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (user_id text, poison boolean, seen_before text)"
+        ))
         .await
         .unwrap();
-    let mut bodies: Vec<String> = (0..good).map(|i| format!(r#"{{"user_id": "good-{i}"}}"#)).collect();
+    let mut bodies: Vec<String> = (0..good)
+        .map(|i| format!(r#"{{"user_id": "good-{i}"}}"#))
+        .collect();
     for (i, b) in bad.iter().enumerate() {
         bodies.insert((i * 7 + 3).min(bodies.len()), b.to_string());
     }
     env.send(&bodies).await;
     let plugin = plugin(policy);
     let key = env.key_file.display().to_string();
-    let mut args = vec!["run", "--drain", "--plugin", plugin.to_str().unwrap(), "--key-file", &key, "--table", &table];
+    let mut args = vec![
+        "run",
+        "--drain",
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--key-file",
+        &key,
+        "--table",
+        &table,
+    ];
     if !extra.contains(&"--batch-size") {
         // One batch holds good and bad records together.
         args.extend(["--batch-size", "100", "--batch-wait-ms", "300"]);
@@ -35,7 +54,8 @@ async fn run_hostile(env: &TestEnv, policy: &str, good: usize, bad: &[&str], ext
 }
 
 async fn good_rows(env: &TestEnv) -> i64 {
-    env.count(&format!("{}_h WHERE user_id LIKE 'good-%'", env.table)).await
+    env.count(&format!("{}_h WHERE user_id LIKE 'good-%'", env.table))
+        .await
 }
 
 async fn dead_reasons(env: &TestEnv) -> Vec<String> {
@@ -56,26 +76,50 @@ const POISON: &str = r#"{"user_id": "bad", "poison": true}"#;
 #[tokio::test]
 async fn an_endless_loop_is_stopped_within_twice_the_deadline() {
     let env = TestEnv::new("sbloop").await;
-    let (code, out, err) = run_hostile(&env, "hostile-loop", 20, &[POISON], &["--policy-deadline-ms", "500"]).await;
+    let (code, out, err) = run_hostile(
+        &env,
+        "hostile-loop",
+        20,
+        &[POISON],
+        &["--policy-deadline-ms", "500"],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(good_rows(&env).await, 20);
     let reasons = dead_reasons(&env).await;
     assert_eq!(reasons.len(), 1, "{reasons:?}");
-    let re = regex_lite_after(&reasons[0], "policy ran past its deadline of 500 ms and was stopped after ");
-    let stopped_after: u64 = re.trim_end_matches(" ms").parse().unwrap_or_else(|_| panic!("{}", reasons[0]));
-    assert!(stopped_after <= 1000, "stopped after {stopped_after} ms, over twice the 500 ms deadline");
+    let re = regex_lite_after(
+        &reasons[0],
+        "policy ran past its deadline of 500 ms and was stopped after ",
+    );
+    let stopped_after: u64 = re
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", reasons[0]));
+    assert!(
+        stopped_after <= 1000,
+        "stopped after {stopped_after} ms, over twice the 500 ms deadline"
+    );
     assert_eq!(env.depth().await, (0, 0));
 }
 
 /// The text after `prefix` in `s` (panics if `s` does not start with it).
 fn regex_lite_after<'a>(s: &'a str, prefix: &str) -> &'a str {
-    s.strip_prefix(prefix).unwrap_or_else(|| panic!("{s:?} does not start with {prefix:?}"))
+    s.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{s:?} does not start with {prefix:?}"))
 }
 
 #[tokio::test]
 async fn a_memory_bomb_is_stopped_at_the_cap() {
     let env = TestEnv::new("sbmem").await;
-    let (code, out, err) = run_hostile(&env, "hostile-memory", 20, &[POISON], &["--policy-memory-mb", "16"]).await;
+    let (code, out, err) = run_hostile(
+        &env,
+        "hostile-memory",
+        20,
+        &[POISON],
+        &["--policy-memory-mb", "16"],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(good_rows(&env).await, 20);
     let reasons = dead_reasons(&env).await;
@@ -85,7 +129,11 @@ async fn a_memory_bomb_is_stopped_at_the_cap() {
     let asked: usize = rest.split(' ').next().unwrap().parse().unwrap();
     // What it asked for was refused: the memory it had never went past the cap.
     assert!(asked > limit, "{}", reasons[0]);
-    assert!(reasons[0].ends_with(&format!("the limit is {limit} bytes")), "{}", reasons[0]);
+    assert!(
+        reasons[0].ends_with(&format!("the limit is {limit} bytes")),
+        "{}",
+        reasons[0]
+    );
 }
 
 #[tokio::test]
@@ -107,7 +155,9 @@ async fn a_huge_output_value_is_refused() {
     assert_eq!(good_rows(&env).await, 20);
     assert_eq!(
         dead_reasons(&env).await,
-        ["policy output refused: field 'user_id' holds 16777216 bytes, more than the 1048576 allowed"]
+        [
+            "policy output refused: field 'user_id' holds 16777216 bytes, more than the 1048576 allowed"
+        ]
     );
 }
 
@@ -132,10 +182,17 @@ async fn a_policy_that_fails_on_everything_is_broken_and_the_queue_keeps_its_mes
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let (code, out, err) = run_hostile(&env, policy, 30, &[], &["--metrics-addr", &addr]).await;
-        assert_eq!(code, 3, "{policy}: a drain with a broken policy exits 3: {out}{err}");
+        assert_eq!(
+            code, 3,
+            "{policy}: a drain with a broken policy exits 3: {out}{err}"
+        );
         assert!(out.contains("policy BROKEN"), "{policy}: {out}");
         assert!(err.contains("policy is BROKEN"), "{policy}: {err}");
-        assert_eq!(dead_reasons(&env).await.len(), 0, "{policy}: the queue was emptied into dead letters");
+        assert_eq!(
+            dead_reasons(&env).await.len(),
+            0,
+            "{policy}: the queue was emptied into dead letters"
+        );
         assert_eq!(good_rows(&env).await, 0);
         let (visible, in_flight) = env.depth().await;
         assert_eq!(visible + in_flight, 30, "{policy}: messages left the queue");
@@ -151,12 +208,21 @@ async fn no_state_survives_from_one_batch_to_the_next() {
         "hostile-state",
         50,
         &[],
-        &["--batch-size", "5", "--batch-wait-ms", "0", "--policy-config", "writes=user_id,seen_before"],
+        &[
+            "--batch-size",
+            "5",
+            "--batch-wait-ms",
+            "0",
+            "--policy-config",
+            "writes=user_id,seen_before",
+        ],
     )
     .await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(good_rows(&env).await, 50);
-    let leaked = env.count(&format!("{}_h WHERE seen_before <> ''", env.table)).await;
+    let leaked = env
+        .count(&format!("{}_h WHERE seen_before <> ''", env.table))
+        .await;
     assert_eq!(leaked, 0, "a policy saw records of an earlier batch");
 }
 
@@ -165,22 +231,50 @@ async fn forbidden_imports_and_a_trapping_describe_are_refused_at_load() {
     let env = TestEnv::new("sbload").await;
     let key = env.key_file.display().to_string();
     for (policy, expected) in [
-        ("hostile-imports", "imports evil:net/exfiltrate, which masq does not grant"),
-        ("hostile-imports-fs", "imports wasi:filesystem/types@0.2.12, wasi:filesystem/preopens@0.2.12, which masq does not grant"),
+        (
+            "hostile-imports",
+            "imports evil:net/exfiltrate, which masq does not grant",
+        ),
+        (
+            "hostile-imports-fs",
+            "imports wasi:filesystem/types@0.2.12, wasi:filesystem/preopens@0.2.12, which masq does not grant",
+        ),
         ("hostile-describe", "`describe` failed: policy trapped"),
     ] {
         let plugin = plugin(policy);
-        let out = env.masq(&["run", "--plugin", plugin.to_str().unwrap(), "--key-file", &key]).await;
+        let out = env
+            .masq(&[
+                "run",
+                "--plugin",
+                plugin.to_str().unwrap(),
+                "--key-file",
+                &key,
+            ])
+            .await;
         assert!(!out.status.success(), "{policy} started");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expected), "{policy}: {err}");
-        let out = env.masq(&["plugin", "check", plugin.to_str().unwrap()]).await;
+        let out = env
+            .masq(&["plugin", "check", plugin.to_str().unwrap()])
+            .await;
         assert!(!out.status.success(), "plugin check passed {policy}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{policy}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{policy}"
+        );
     }
-    let out = env.masq(&["plugin", "check", plugin("sha256-masker").to_str().unwrap()]).await;
+    let out = env
+        .masq(&["plugin", "check", plugin("sha256-masker").to_str().unwrap()])
+        .await;
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(report.starts_with("ok: sha256-masker 0.1.0"), "{report}");
-    assert!(report.contains("imports:     masq:policy/pseudonym@0.1.0, masq:policy/types@0.1.0"), "{report}");
+    assert!(
+        report.contains("imports:     masq:policy/pseudonym@0.1.0, masq:policy/types@0.1.0"),
+        "{report}"
+    );
 }

@@ -15,19 +15,33 @@ fn resident_kib() -> u64 {
 }
 
 fn load(runtime: &Arc<PolicyRuntime>, name: &str, options: PolicyOptions) -> PolicyHost {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins").join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `just plugins`", path.display()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `just plugins`", path.display()));
     let keys = Arc::new(Keys::new(Pseudonymizer::Unkeyed));
     PolicyHost::from_bytes(runtime.clone(), &bytes, name, options, keys).unwrap()
 }
 
 fn record(user_id: &str, poison: bool) -> Record {
-    let mut fields = vec![Field { name: "user_id".into(), value: Value::Text(user_id.into()) }];
+    let mut fields = vec![Field {
+        name: "user_id".into(),
+        value: Value::Text(user_id.into()),
+    }];
     if poison {
-        fields.push(Field { name: "poison".into(), value: Value::Boolean(true) });
+        fields.push(Field {
+            name: "poison".into(),
+            value: Value::Boolean(true),
+        });
     }
     Record {
-        metadata: Metadata { message_id: "m".into(), sent_timestamp_ms: 0, receive_count: 1, source: "test".into() },
+        metadata: Metadata {
+            message_id: "m".into(),
+            sent_timestamp_ms: 0,
+            receive_count: 1,
+            source: "test".into(),
+        },
         fields,
     }
 }
@@ -35,7 +49,11 @@ fn record(user_id: &str, poison: bool) -> Record {
 #[test]
 fn a_hundred_thousand_hostile_calls_do_not_grow_resident_memory() {
     let runtime = Arc::new(PolicyRuntime::new().unwrap());
-    let quick = PolicyOptions { deadline: Duration::from_millis(20), memory_limit: 8 << 20, ..PolicyOptions::default() };
+    let quick = PolicyOptions {
+        deadline: Duration::from_millis(20),
+        memory_limit: 8 << 20,
+        ..PolicyOptions::default()
+    };
     let trap_one = load(&runtime, "hostile-trap-one", quick.clone());
     let panic = load(&runtime, "hostile-panic", quick.clone());
     let wrong_count = load(&runtime, "hostile-wrong-count", quick.clone());
@@ -65,6 +83,13 @@ fn a_hundred_thousand_hostile_calls_do_not_grow_resident_memory() {
     }
     let after = resident_kib();
     let growth = (after as f64 - before as f64) / before as f64;
-    eprintln!("resident memory: {before} KiB after warm-up, {after} KiB after 100,000 more calls ({:+.1}%)", growth * 100.0);
-    assert!(growth < 0.10, "resident memory grew {:.1}% ({before} -> {after} KiB)", growth * 100.0);
+    eprintln!(
+        "resident memory: {before} KiB after warm-up, {after} KiB after 100,000 more calls ({:+.1}%)",
+        growth * 100.0
+    );
+    assert!(
+        growth < 0.10,
+        "resident memory grew {:.1}% ({before} -> {after} KiB)",
+        growth * 100.0
+    );
 }

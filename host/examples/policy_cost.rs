@@ -46,7 +46,11 @@ fn measure(size: usize, all: &[Record], mut run: impl FnMut(&[Record])) -> f64 {
 }
 
 /// The native build of the default policy: the same source, with the same keyed tokens.
-fn native(batch: &[Record], pseudonymizer: &Pseudonymizer, settings: &sha256_masker::Settings) -> usize {
+fn native(
+    batch: &[Record],
+    pseudonymizer: &Pseudonymizer,
+    settings: &sha256_masker::Settings,
+) -> usize {
     use sha256_masker::masq::policy::types as t;
     let mut kept = 0;
     for r in batch {
@@ -59,9 +63,18 @@ fn native(batch: &[Record], pseudonymizer: &Pseudonymizer, settings: &sha256_mas
                 receive_count: r.metadata.receive_count,
                 source: r.metadata.source.clone(),
             },
-            fields: r.fields.iter().map(|f| t::Field { name: f.name.clone(), value: to_native(&f.value) }).collect(),
+            fields: r
+                .fields
+                .iter()
+                .map(|f| t::Field {
+                    name: f.name.clone(),
+                    value: to_native(&f.value),
+                })
+                .collect(),
         };
-        if let t::Outcome::Keep(_) = sha256_masker::transform_record(settings, record, &mut |v| pseudonymizer.token(v)) {
+        if let t::Outcome::Keep(_) =
+            sha256_masker::transform_record(settings, record, &mut |v| pseudonymizer.token(v))
+        {
             kept += 1;
         }
     }
@@ -82,14 +95,21 @@ fn to_native(v: &Value) -> sha256_masker::masq::policy::types::Value {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().expect("usage: policy_cost PLUGINS_DIR [NAME...]"));
+    let dir = std::path::PathBuf::from(
+        args.next()
+            .expect("usage: policy_cost PLUGINS_DIR [NAME...]"),
+    );
     let mut names: Vec<String> = args.collect();
     if names.is_empty() {
         names.push("sha256-masker".into());
     }
     let all = records(*BATCH_SIZES.last().unwrap());
     let key_file = std::env::temp_dir().join(format!("masq-bench-{}.key", std::process::id()));
-    std::fs::write(&key_file, masq::keys::KeyFile::generate().unwrap().to_json()).unwrap();
+    std::fs::write(
+        &key_file,
+        masq::keys::KeyFile::generate().unwrap().to_json(),
+    )
+    .unwrap();
     let pseudonymizer = Pseudonymizer::from_key_file(&key_file).unwrap();
     std::fs::remove_file(&key_file).ok();
 
@@ -98,17 +118,29 @@ fn main() {
         let ns = measure(size, &all, |b| {
             assert_eq!(native(b, &pseudonymizer, &settings), b.len());
         });
-        println!(r#"{{"policy": "sha256-masker (native)", "batch": {size}, "ns_per_record": {ns:.0}}}"#);
+        println!(
+            r#"{{"policy": "sha256-masker (native)", "batch": {size}, "ns_per_record": {ns:.0}}}"#
+        );
     }
     let runtime = Arc::new(PolicyRuntime::new().unwrap());
     for name in &names {
         let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("policy file");
         let keys = Arc::new(Keys::new(pseudonymizer.clone()));
-        let host = PolicyHost::from_bytes(runtime.clone(), &bytes, name, PolicyOptions::default(), keys).unwrap();
+        let host = PolicyHost::from_bytes(
+            runtime.clone(),
+            &bytes,
+            name,
+            PolicyOptions::default(),
+            keys,
+        )
+        .unwrap();
         for size in BATCH_SIZES {
             let ns = measure(size, &all, |b| {
                 let out = host.transform(b).unwrap();
-                assert!(out.iter().all(|o| matches!(o, masq::policy::Outcome::Keep(_))));
+                assert!(
+                    out.iter()
+                        .all(|o| matches!(o, masq::policy::Outcome::Keep(_)))
+                );
             });
             println!(r#"{{"policy": "{name}", "batch": {size}, "ns_per_record": {ns:.0}}}"#);
         }

@@ -13,8 +13,13 @@ use std::time::Instant;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let queue_url = args.next().expect("usage: sqs_ceiling QUEUE_URL [LOOPS]");
-    let loops: usize = args.next().map(|s| s.parse().expect("LOOPS is a number")).unwrap_or(4);
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let loops: usize = args
+        .next()
+        .map(|s| s.parse().expect("LOOPS is a number"))
+        .unwrap_or(4);
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     let client = aws_sdk_sqs::Client::new(&config);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -63,5 +68,8 @@ async fn main() {
     }
     let seconds = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
-    println!(r#"{{"messages": {n}, "seconds": {seconds:.3}, "per_second": {:.1}, "loops": {loops}}}"#, n as f64 / seconds);
+    println!(
+        r#"{{"messages": {n}, "seconds": {seconds:.3}, "per_second": {:.1}, "loops": {loops}}}"#,
+        n as f64 / seconds
+    );
 }

@@ -50,13 +50,25 @@ pub struct Provenance {
     pub digest: String,
 }
 
+impl Provenance {
+    pub fn of(policy: &crate::policy::PolicyHost) -> Provenance {
+        Provenance {
+            name: policy.info().name.clone(),
+            version: policy.info().version.clone(),
+            digest: policy.digest().to_string(),
+        }
+    }
+}
+
 /// One output line: `{"id": ..., "row": {...}}`, `{"id": ..., "dead_letter": {...}}` or
 /// `{"id": ..., "dropped": true}`. `masq run --dry-run` prints the same shape.
 pub fn verdict_json(id: &str, verdict: &Verdict) -> serde_json::Value {
     match verdict {
         Verdict::Row(fields) => {
-            let row: serde_json::Map<String, serde_json::Value> =
-                fields.iter().map(|f| (f.name.clone(), value_json(&f.value))).collect();
+            let row: serde_json::Map<String, serde_json::Value> = fields
+                .iter()
+                .map(|f| (f.name.clone(), value_json(&f.value)))
+                .collect();
             serde_json::json!({ "id": id, "row": row })
         }
         Verdict::Drop => serde_json::json!({ "id": id, "dropped": true }),
@@ -71,9 +83,10 @@ fn value_json(v: &Value) -> serde_json::Value {
         Value::Null => serde_json::Value::Null,
         Value::Boolean(b) => (*b).into(),
         Value::Integer(i) => (*i).into(),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map(Into::into).unwrap_or(serde_json::Value::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::Null),
         Value::Text(t) => t.clone().into(),
         Value::Json(j) => serde_json::from_str(j).unwrap_or_else(|_| j.clone().into()),
     }
 }
-

@@ -34,7 +34,11 @@ pub enum Verdict {
     /// Write the batch; failed records become dead letters.
     Healthy,
     /// Do not write; give the messages back and wait this long.
-    Broken { failed: u64, evaluated: u64, back_off: Duration },
+    Broken {
+        failed: u64,
+        evaluated: u64,
+        back_off: Duration,
+    },
 }
 
 impl Breaker {
@@ -43,7 +47,10 @@ impl Breaker {
     pub fn judge(&self, digest: &str, failed: u64, evaluated: u64) -> Verdict {
         let mut s = self.state.lock().expect("breaker lock");
         if s.digest != digest {
-            *s = State { digest: digest.to_string(), ..State::default() };
+            *s = State {
+                digest: digest.to_string(),
+                ..State::default()
+            };
         }
         if evaluated == 0 {
             return Verdict::Healthy;
@@ -52,13 +59,20 @@ impl Breaker {
         if s.window.len() > WINDOW_BATCHES {
             s.window.pop_front();
         }
-        let (f, e) = s.window.iter().fold((0, 0), |(f, e), (bf, be)| (f + bf, e + be));
+        let (f, e) = s
+            .window
+            .iter()
+            .fold((0, 0), |(f, e), (bf, be)| (f + bf, e + be));
         if f >= MIN_FAILURES && f * 2 > e && failed > 0 {
             s.strikes += 1;
             let back_off = Duration::from_secs(5u64.saturating_mul(1 << s.strikes.min(6)).min(300));
             // Judged broken: these failures must not count again when the policy is retried.
             s.window.pop_back();
-            Verdict::Broken { failed: f, evaluated: e, back_off }
+            Verdict::Broken {
+                failed: f,
+                evaluated: e,
+                back_off,
+            }
         } else {
             if failed == 0 {
                 s.strikes = 0;
@@ -88,10 +102,19 @@ mod tests {
     #[test]
     fn failing_on_most_records_is_a_broken_policy_with_growing_back_off() {
         let b = Breaker::default();
-        let Verdict::Broken { failed, evaluated, back_off } = b.judge("d1", 40, 50) else { panic!() };
+        let Verdict::Broken {
+            failed,
+            evaluated,
+            back_off,
+        } = b.judge("d1", 40, 50)
+        else {
+            panic!()
+        };
         assert_eq!((failed, evaluated), (40, 50));
         assert_eq!(back_off, Duration::from_secs(10));
-        let Verdict::Broken { back_off, .. } = b.judge("d1", 50, 50) else { panic!() };
+        let Verdict::Broken { back_off, .. } = b.judge("d1", 50, 50) else {
+            panic!()
+        };
         assert_eq!(back_off, Duration::from_secs(20));
         // A fixed version starts clean.
         assert_eq!(b.judge("d2", 0, 50), Verdict::Healthy);

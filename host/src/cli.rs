@@ -46,7 +46,9 @@ Examples:
   masq run ... --policy-config 'mask=email:masked_email' --policy-config 'required=email'")]
     Run(RunArgs),
     /// Creates the target table (the login-events DDL), masq's ledger and its dead-letter table.
-    #[command(after_help = "Example:\n  masq db init --database-url postgres://localhost/app --table user_logins")]
+    #[command(
+        after_help = "Example:\n  masq db init --database-url postgres://localhost/app --table user_logins"
+    )]
     Db {
         #[command(subcommand)]
         command: DbCommand,
@@ -58,7 +60,9 @@ Examples:
   masq seed --queue-url $QUEUE --count 20000        # about 1% of them malformed")]
     Seed(SeedArgs),
     /// Checks a policy without any service: world, imports, describe, configuration, size.
-    #[command(after_help = "Example:\n  masq plugin check target/plugins/sha256-masker.wasm --policy-config mask=ip:masked_ip")]
+    #[command(
+        after_help = "Example:\n  masq plugin check target/plugins/sha256-masker.wasm --policy-config mask=ip:masked_ip"
+    )]
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
@@ -73,11 +77,15 @@ Examples:
     Load(LoadArgs),
     /// Sends a table's dead letters through a (fixed) policy: those that now pass are written
     /// once and leave the dead letters; the rest stay with their new reason.
-    #[command(after_help = "Example:\n  masq replay --plugin sha256-masker.wasm --database-url $DATABASE_URL --key-file masq.key")]
+    #[command(
+        after_help = "Example:\n  masq replay --plugin sha256-masker.wasm --database-url $DATABASE_URL --key-file masq.key"
+    )]
     Replay(ReplayArgs),
     /// Shows the policy each consumer of a table serves, since when, recent refusals, and
     /// how many messages each policy version handled.
-    #[command(after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins")]
+    #[command(
+        after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins"
+    )]
     Status(StatusArgs),
     /// Prints a new key file (one fresh 256-bit key) to stdout, or with --add-to rotates an
     /// existing one: adds a fresh key, makes it active, keeps the old keys.
@@ -351,7 +359,10 @@ mod tests {
 
     #[test]
     fn policy_config_takes_key_value_pairs() {
-        assert_eq!(parse_key_value("mask=ip:masked_ip,device_id:d").unwrap().1, "ip:masked_ip,device_id:d");
+        assert_eq!(
+            parse_key_value("mask=ip:masked_ip,device_id:d").unwrap().1,
+            "ip:masked_ip,device_id:d"
+        );
         assert!(parse_key_value("mask").unwrap_err().contains("key=value"));
         assert!(parse_key_value("=x").is_err());
     }

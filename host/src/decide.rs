@@ -23,7 +23,10 @@ pub async fn decide(
     let mut duplicates = Vec::new();
     for message in batch {
         if seen.insert(message.id.clone()) {
-            items.push(Item { verdict: Verdict::Drop, message });
+            items.push(Item {
+                verdict: Verdict::Drop,
+                message,
+            });
         } else {
             duplicates.push(message);
         }
@@ -44,7 +47,12 @@ pub async fn decide(
                 });
                 record_of.push(i);
             }
-            Err(reason) => item.verdict = Verdict::Dead { stage: Stage::Decode, reason },
+            Err(reason) => {
+                item.verdict = Verdict::Dead {
+                    stage: Stage::Decode,
+                    reason,
+                }
+            }
         }
     }
     if let Some(canary) = canary {
@@ -61,18 +69,27 @@ pub async fn decide(
         items[i].verdict = match outcome {
             Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
             Ok(Outcome::Drop) => Verdict::Drop,
-            Ok(Outcome::Reject(reason)) => Verdict::Dead { stage: Stage::Policy, reason: bounded(reason) },
+            Ok(Outcome::Reject(reason)) => Verdict::Dead {
+                stage: Stage::Policy,
+                reason: bounded(reason),
+            },
             Err(e) => {
                 health.failed += 1;
                 let reason = e.to_string();
                 health.last_error = reason.clone();
-                Verdict::Dead { stage: Stage::Policy, reason }
+                Verdict::Dead {
+                    stage: Stage::Policy,
+                    reason,
+                }
             }
         };
     }
     // Redelivered copies ride along as drops; the ledger already has (or is getting) the id,
     // so they write nothing, and their receipts are deleted with the batch.
-    items.extend(duplicates.into_iter().map(|message| Item { message, verdict: Verdict::Drop }));
+    items.extend(duplicates.into_iter().map(|message| Item {
+        message,
+        verdict: Verdict::Drop,
+    }));
     (items, health)
 }
 
@@ -87,7 +104,10 @@ pub struct PolicyHealth {
 
 /// Runs the policy on a blocking thread; a failing batch is split to find its bad records
 /// (see `PolicyHost::transform_isolated`).
-async fn transform(policy: &Arc<PolicyHost>, records: Vec<Record>) -> Vec<Result<Outcome, BatchError>> {
+async fn transform(
+    policy: &Arc<PolicyHost>,
+    records: Vec<Record>,
+) -> Vec<Result<Outcome, BatchError>> {
     if records.is_empty() {
         return Vec::new();
     }
@@ -96,7 +116,6 @@ async fn transform(policy: &Arc<PolicyHost>, records: Vec<Record>) -> Vec<Result
         .await
         .expect("the policy runs in a sandbox and cannot panic the host")
 }
-
 
 /// Most bytes of a policy's reject reason that are kept: the reason is stored with every dead
 /// letter and read by people; a policy must not be able to fill the table through it.
@@ -110,7 +129,11 @@ fn bounded(reason: String) -> String {
     while !reason.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}... (reason cut from {} bytes)", &reason[..cut], reason.len())
+    format!(
+        "{}... (reason cut from {} bytes)",
+        &reason[..cut],
+        reason.len()
+    )
 }
 
 #[cfg(test)]
@@ -122,6 +145,10 @@ mod tests {
         assert_eq!(bounded("short".into()), "short");
         let long = "é".repeat(3000);
         let cut = bounded(long.clone());
-        assert!(cut.len() < 2100 && cut.ends_with("(reason cut from 6000 bytes)"), "{}", cut.len());
+        assert!(
+            cut.len() < 2100 && cut.ends_with("(reason cut from 6000 bytes)"),
+            "{}",
+            cut.len()
+        );
     }
 }

@@ -91,7 +91,9 @@ impl<'de> Visitor<'de> for ObjectVisitor {
 
     // Anything but an object: say what it was instead.
     fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Fields, A::Error> {
-        Err(de::Error::custom("message body is a JSON array, not an object"))
+        Err(de::Error::custom(
+            "message body is a JSON array, not an object",
+        ))
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Fields, E> {
         Err(E::custom("message body is a JSON string, not an object"))
@@ -127,7 +129,10 @@ mod tests {
             r#"{"user_id": "u", "app_version": "2.3.0", "n": 7, "x": 1.5, "ok": true, "locale": null, "geo": {"a": [1]}}"#,
         )
         .unwrap();
-        assert_eq!(names(&f), ["user_id", "app_version", "n", "x", "ok", "locale", "geo"]);
+        assert_eq!(
+            names(&f),
+            ["user_id", "app_version", "n", "x", "ok", "locale", "geo"]
+        );
         assert_eq!(f[0].value, Value::Text("u".into()));
         assert_eq!(f[2].value, Value::Integer(7));
         assert_eq!(f[3].value, Value::Float(1.5));
@@ -149,7 +154,10 @@ mod tests {
             ("null", "JSON null, not an object"),
             ("true", "JSON boolean, not an object"),
             (r#"{"a": 1, "a": 2}"#, "member 'a' appears twice"),
-            (r#"{"a": 18446744073709551615}"#, "does not fit in 64 signed bits"),
+            (
+                r#"{"a": 18446744073709551615}"#,
+                "does not fit in 64 signed bits",
+            ),
             (r#"{"a": 1} {"b": 2}"#, "invalid JSON: trailing characters"),
         ];
         for (body, expected) in cases {
@@ -161,7 +169,10 @@ mod tests {
     #[test]
     fn reasons_never_echo_a_long_member_name_whole() {
         let long = "x".repeat(5000);
-        for body in [format!(r#"{{"{long}": 1, "{long}": 2}}"#), format!(r#"{{"{long}": 18446744073709551615}}"#)] {
+        for body in [
+            format!(r#"{{"{long}": 1, "{long}": 2}}"#),
+            format!(r#"{{"{long}": 18446744073709551615}}"#),
+        ] {
             let err = decode_body(&body).unwrap_err();
             assert!(err.len() < 300, "{} bytes: {err}", err.len());
             assert!(err.contains("(5000 bytes)"), "{err}");
@@ -171,10 +182,20 @@ mod tests {
     #[test]
     fn many_members_decode_in_linear_time() {
         // 100,000 distinct members: a quadratic duplicate check would take seconds here.
-        let body = format!("{{{}}}", (0..100_000).map(|i| format!("\"m{i}\": {i}")).collect::<Vec<_>>().join(","));
+        let body = format!(
+            "{{{}}}",
+            (0..100_000)
+                .map(|i| format!("\"m{i}\": {i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let started = std::time::Instant::now();
         assert_eq!(decode_body(&body).unwrap().len(), 100_000);
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ impl KeyFile {
     /// A key file holding one fresh random key.
     pub fn generate() -> anyhow::Result<KeyFile> {
         let (id, secret) = new_key()?;
-        Ok(KeyFile { active: id.clone(), keys: BTreeMap::from([(id, secret)]) })
+        Ok(KeyFile {
+            active: id.clone(),
+            keys: BTreeMap::from([(id, secret)]),
+        })
     }
 
     pub fn to_json(&self) -> String {
@@ -164,14 +167,19 @@ impl Key {
         hkdf::Hkdf::<Sha256>::new(None, master)
             .expand(SEAL_KDF_INFO, &mut *seal)
             .expect("64 bytes is within HKDF-SHA256's 8160-byte limit");
-        Key { mac: Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes keys of any length"), seal }
+        Key {
+            mac: Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes keys of any length"),
+            seal,
+        }
     }
 
     fn siv(&self) -> aes_siv::siv::Aes256Siv {
         use aes_siv::KeyInit as _;
         // Built per call: Siv needs `&mut self`, and its key schedule costs far less than the
         // round trip into the policy that asked for the token.
-        aes_siv::siv::Aes256Siv::new(aes_siv::Key::<aes_siv::siv::Aes256Siv>::from_slice(&*self.seal))
+        aes_siv::siv::Aes256Siv::new(aes_siv::Key::<aes_siv::siv::Aes256Siv>::from_slice(
+            &*self.seal,
+        ))
     }
 }
 
@@ -188,7 +196,12 @@ pub struct KeyRing {
 impl std::fmt::Debug for KeyRing {
     // Ids only, never key material, whatever the caller logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyRing(active {}, keys {})", self.active, self.ids().join(", "))
+        write!(
+            f,
+            "KeyRing(active {}, keys {})",
+            self.active,
+            self.ids().join(", ")
+        )
     }
 }
 
@@ -236,13 +249,14 @@ impl KeyRing {
         let mut keys = BTreeMap::new();
         for (id, encoded) in &file.keys {
             if !valid_key_id(id) {
-                bail!("key file {}: key id '{id}' must be 1 to 16 letters, digits, '-' or '_'", path.display());
+                bail!(
+                    "key file {}: key id '{id}' must be 1 to 16 letters, digits, '-' or '_'",
+                    path.display()
+                );
             }
-            let secret = Zeroizing::new(
-                BASE64
-                    .decode(encoded.trim())
-                    .map_err(|_| anyhow::anyhow!("key file {}: key '{id}' is not base64", path.display()))?,
-            );
+            let secret = Zeroizing::new(BASE64.decode(encoded.trim()).map_err(|_| {
+                anyhow::anyhow!("key file {}: key '{id}' is not base64", path.display())
+            })?);
             if secret.len() < 32 {
                 bail!(
                     "key file {}: key '{id}' has {} bytes; use at least 32 (`masq keygen` makes 32)",
@@ -252,16 +266,23 @@ impl KeyRing {
             }
             keys.insert(id.clone(), Key::new(&secret));
         }
-        Ok(KeyRing { active: file.active.clone(), keys })
+        Ok(KeyRing {
+            active: file.active.clone(),
+            keys,
+        })
     }
 
     /// A ring of one random key that exists only in memory, for loading a policy where no
     /// token is kept (`masq plugin check`).
     pub fn ephemeral() -> anyhow::Result<KeyRing> {
         let mut secret = Zeroizing::new([0u8; 32]);
-        getrandom::fill(&mut *secret).context("the operating system gave no random bytes for a key")?;
+        getrandom::fill(&mut *secret)
+            .context("the operating system gave no random bytes for a key")?;
         let id = "ephemeral".to_string();
-        Ok(KeyRing { active: id.clone(), keys: BTreeMap::from([(id, Key::new(&*secret))]) })
+        Ok(KeyRing {
+            active: id.clone(),
+            keys: BTreeMap::from([(id, Key::new(&*secret))]),
+        })
     }
 
     /// The id of the key new tokens use.
@@ -298,7 +319,8 @@ impl KeyRing {
             .siv()
             .encrypt(NO_HEADERS, value.as_bytes())
             .expect("AES-SIV encrypts any value when given no headers");
-        let mut token = String::with_capacity(self.active.len() + 1 + (sealed.len() * 4).div_ceil(3));
+        let mut token =
+            String::with_capacity(self.active.len() + 1 + (sealed.len() * 4).div_ceil(3));
         token.push_str(&self.active);
         token.push('.');
         BASE64URL.encode_string(&sealed, &mut token);
@@ -315,7 +337,9 @@ impl KeyRing {
             }));
         };
         if !valid_key_id(id) {
-            return Err(RevealError::Malformed("the part before '.' is not a key id"));
+            return Err(RevealError::Malformed(
+                "the part before '.' is not a key id",
+            ));
         }
         let sealed = BASE64URL
             .decode(payload)
@@ -323,8 +347,14 @@ impl KeyRing {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(RevealError::Malformed("too short to hold an AES-SIV tag"));
         }
-        let key = self.keys.get(id).ok_or_else(|| RevealError::UnknownKey(id.to_string()))?;
-        let plain = key.siv().decrypt(NO_HEADERS, &sealed).map_err(|_| RevealError::NotAuthentic(id.to_string()))?;
+        let key = self
+            .keys
+            .get(id)
+            .ok_or_else(|| RevealError::UnknownKey(id.to_string()))?;
+        let plain = key
+            .siv()
+            .decrypt(NO_HEADERS, &sealed)
+            .map_err(|_| RevealError::NotAuthentic(id.to_string()))?;
         // Authentic tokens hold what a policy sealed, which WIT guarantees is UTF-8.
         String::from_utf8(plain).map_err(|_| RevealError::NotAuthentic(id.to_string()))
     }
@@ -400,7 +430,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(p: Pseudonymizer) -> Keys {
-        Keys { current: std::sync::RwLock::new(std::sync::Arc::new(p)) }
+        Keys {
+            current: std::sync::RwLock::new(std::sync::Arc::new(p)),
+        }
     }
 
     pub fn current(&self) -> std::sync::Arc<Pseudonymizer> {
@@ -426,7 +458,9 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 16
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(unix)]
@@ -504,12 +538,25 @@ mod tests {
         let file = write_key_file(&kf.to_json());
         let p = Pseudonymizer::from_key_file(&file.0).unwrap();
         assert!(p.token("x").starts_with(&format!("{}:", kf.active)));
-        assert_ne!(KeyFile::generate().unwrap().keys, kf.keys, "keys are random");
+        assert_ne!(
+            KeyFile::generate().unwrap().keys,
+            kf.keys,
+            "keys are random"
+        );
     }
 
     fn key_file_of(keys: &[(&str, [u8; 32])], active: &str) -> tempfile_path::TempPath {
-        let keys: BTreeMap<String, String> = keys.iter().map(|(id, k)| (id.to_string(), BASE64.encode(k))).collect();
-        write_key_file(&KeyFile { active: active.into(), keys }.to_json())
+        let keys: BTreeMap<String, String> = keys
+            .iter()
+            .map(|(id, k)| (id.to_string(), BASE64.encode(k)))
+            .collect();
+        write_key_file(
+            &KeyFile {
+                active: active.into(),
+                keys,
+            }
+            .to_json(),
+        )
     }
 
     fn ring(keys: &[(&str, [u8; 32])], active: &str) -> KeyRing {
@@ -521,12 +568,18 @@ mod tests {
         // Computed with Python's `cryptography` (HKDF-SHA256, salt none, info "masq seal v1",
         // 64 bytes; AESSIV(key).encrypt(value, None)), not with the crates used here.
         let r = ring(&[("k1", [0x0b; 32])], "k1");
-        assert_eq!(r.seal("199.172.111.135"), "k1.7UO7jG00nHvOCw-55F_uQCKlJZMOtRkPCaKsZenZ_A");
+        assert_eq!(
+            r.seal("199.172.111.135"),
+            "k1.7UO7jG00nHvOCw-55F_uQCKlJZMOtRkPCaKsZenZ_A"
+        );
         assert_eq!(r.seal(""), "k1.I7exqWH4xU0XDHOEOglLTw");
         // The pseudonym of the same key is unchanged by sealing: HMAC with the raw master key.
         let mut mac = Hmac::<Sha256>::new_from_slice(&[0x0b; 32]).unwrap();
         mac.update(b"199.172.111.135");
-        assert_eq!(r.pseudonym("199.172.111.135"), format!("k1:{}", hex::encode(mac.finalize().into_bytes())));
+        assert_eq!(
+            r.pseudonym("199.172.111.135"),
+            format!("k1:{}", hex::encode(mac.finalize().into_bytes()))
+        );
     }
 
     #[test]
@@ -537,7 +590,11 @@ mod tests {
             assert_eq!(r.seal(value), token, "equal values give equal tokens");
             assert!(token.starts_with("k1."), "{token}");
             let payload = &token[3..];
-            assert_eq!(payload.len(), ((SEAL_OVERHEAD + value.len()) * 4).div_ceil(3), "{token}");
+            assert_eq!(
+                payload.len(),
+                ((SEAL_OVERHEAD + value.len()) * 4).div_ceil(3),
+                "{token}"
+            );
             assert!(!payload.contains(['=', '+', '/']), "{token}");
             assert_eq!(r.reveal(&token).as_deref(), Ok(value));
         }
@@ -551,10 +608,17 @@ mod tests {
         let old_token = old.seal("10.0.0.1");
         let new_token = rotated.seal("10.0.0.1");
         assert!(new_token.starts_with("new."), "{new_token}");
-        assert_ne!(old_token[4..], new_token[4..], "another key gives another token");
+        assert_ne!(
+            old_token[4..],
+            new_token[4..],
+            "another key gives another token"
+        );
         assert_eq!(rotated.reveal(&old_token).as_deref(), Ok("10.0.0.1"));
         assert_eq!(rotated.reveal(&new_token).as_deref(), Ok("10.0.0.1"));
-        assert_eq!(old.reveal(&new_token), Err(RevealError::UnknownKey("new".into())));
+        assert_eq!(
+            old.reveal(&new_token),
+            Err(RevealError::UnknownKey("new".into()))
+        );
     }
 
     #[test]
@@ -562,12 +626,18 @@ mod tests {
         let r = ring(&[("k1", [1; 32])], "k1");
         let impostor = ring(&[("k1", [9; 32])], "k1");
         let token = r.seal("10.0.0.1");
-        assert_eq!(impostor.reveal(&token), Err(RevealError::NotAuthentic("k1".into())));
+        assert_eq!(
+            impostor.reveal(&token),
+            Err(RevealError::NotAuthentic("k1".into()))
+        );
         // Flip one bit of the ciphertext: the tag no longer matches.
         let mut sealed = BASE64URL.decode(&token[3..]).unwrap();
         *sealed.last_mut().unwrap() ^= 1;
         let altered = format!("k1.{}", BASE64URL.encode(&sealed));
-        assert_eq!(r.reveal(&altered), Err(RevealError::NotAuthentic("k1".into())));
+        assert_eq!(
+            r.reveal(&altered),
+            Err(RevealError::NotAuthentic("k1".into()))
+        );
         for (bad, why) in [
             (r.pseudonym("10.0.0.1"), "pseudonym"),
             ("plain text".to_string(), "no '.'"),
@@ -577,7 +647,10 @@ mod tests {
             (format!("{token}="), "base64url"),
         ] {
             let err = r.reveal(&bad).unwrap_err();
-            assert!(matches!(err, RevealError::Malformed(_)) && err.to_string().contains(why), "{bad}: {err}");
+            assert!(
+                matches!(err, RevealError::Malformed(_)) && err.to_string().contains(why),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -591,12 +664,19 @@ mod tests {
         let after = KeyRing::load(&file.0).unwrap();
         assert_eq!(after.active_id(), id);
         assert_eq!(after.ids().len(), 2);
-        assert_eq!(after.reveal(&before.seal("x")).as_deref(), Ok("x"), "the old key is kept");
+        assert_eq!(
+            after.reveal(&before.seal("x")).as_deref(),
+            Ok("x"),
+            "the old key is kept"
+        );
         assert_eq!(after.pseudonym("x")[..id.len() + 1], format!("{id}:"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&file.0).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&file.0).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // No temporary file is left beside it.
         let dir = file.0.parent().unwrap();
@@ -604,13 +684,20 @@ mod tests {
         let leftovers = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!(".{name}.")))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".{name}."))
+            })
             .count();
         assert_eq!(leftovers, 0);
         // A broken key file gets no new key, and stays as it was.
         let broken = write_key_file(r#"{"active":"k1","keys":{"k1":"c2hvcnQ="}}"#);
         assert!(format!("{:#}", add_key(&broken.0).unwrap_err()).contains("at least 32"));
-        assert_eq!(std::fs::read_to_string(&broken.0).unwrap(), r#"{"active":"k1","keys":{"k1":"c2hvcnQ="}}"#);
+        assert_eq!(
+            std::fs::read_to_string(&broken.0).unwrap(),
+            r#"{"active":"k1","keys":{"k1":"c2hvcnQ="}}"#
+        );
     }
 
     #[test]
@@ -619,7 +706,11 @@ mod tests {
         let p = Pseudonymizer::Keyed(ring(&[("k1", secret), ("k0", [3; 32])], "k1"));
         let shown = format!("{p:?} {}", p.describe());
         assert!(shown.contains("k1") && shown.contains("k0"), "{shown}");
-        for leak in [BASE64.encode(secret), hex::encode(secret), "90, 90".to_string()] {
+        for leak in [
+            BASE64.encode(secret),
+            hex::encode(secret),
+            "90, 90".to_string(),
+        ] {
             assert!(!shown.contains(&leak), "{shown}");
         }
         assert_eq!(Pseudonymizer::Unkeyed.seal("x"), None);
@@ -629,7 +720,9 @@ mod tests {
     #[test]
     fn retired_keys_are_checked_too() {
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
-        let file = write_key_file(&format!(r#"{{"active":"k2","keys":{{"k2":"{secret}","k1":"c2hvcnQ="}}}}"#));
+        let file = write_key_file(&format!(
+            r#"{{"active":"k2","keys":{{"k2":"{secret}","k1":"c2hvcnQ="}}}}"#
+        ));
         let err = format!("{:#}", Pseudonymizer::from_key_file(&file.0).unwrap_err());
         assert!(err.contains("key 'k1' has 5 bytes"), "{err}");
     }
@@ -638,10 +731,22 @@ mod tests {
     fn bad_key_files_say_what_is_wrong_without_quoting_keys() {
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
         let cases = [
-            (format!(r#"{{"active":"k2","keys":{{"k1":"{secret}"}}}}"#), "'k2' is not among"),
-            (r#"{"active":"k1","keys":{"k1":"c2hvcnQ="}}"#.to_string(), "at least 32"),
-            (format!(r#"{{"active":"k1","keys":{{"k1":"{secret}""#), "not a masq key file"),
-            (format!(r#"{{"active":"bad id!","keys":{{"bad id!":"{secret}"}}}}"#), "letters, digits"),
+            (
+                format!(r#"{{"active":"k2","keys":{{"k1":"{secret}"}}}}"#),
+                "'k2' is not among",
+            ),
+            (
+                r#"{"active":"k1","keys":{"k1":"c2hvcnQ="}}"#.to_string(),
+                "at least 32",
+            ),
+            (
+                format!(r#"{{"active":"k1","keys":{{"k1":"{secret}""#),
+                "not a masq key file",
+            ),
+            (
+                format!(r#"{{"active":"bad id!","keys":{{"bad id!":"{secret}"}}}}"#),
+                "letters, digits",
+            ),
         ];
         for (contents, expected) in cases {
             let file = write_key_file(&contents);
@@ -649,7 +754,10 @@ mod tests {
             assert!(err.contains(expected), "{err}");
             assert!(!err.contains(secret), "error quotes the key: {err}");
         }
-        let err = format!("{:#}", Pseudonymizer::from_key_file(Path::new("/nonexistent/k")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Pseudonymizer::from_key_file(Path::new("/nonexistent/k")).unwrap_err()
+        );
         assert!(err.contains("masq keygen"), "{err}");
     }
 }

@@ -6,11 +6,10 @@
 use crate::batch::Provenance;
 use crate::cli::LoadArgs;
 use crate::decide::decide;
-use crate::keys::{Keys, Pseudonymizer};
-use crate::policy::reload::PolicyLoader;
-use crate::policy::{PolicyOptions, PolicyRuntime};
-use crate::sink::postgres::{self, PostgresSink, WriteReport};
-use crate::sink::schema::{TableName, TableSchema};
+use crate::keys::Keys;
+use crate::policy::PolicyOptions;
+use crate::setup;
+use crate::sink::postgres::{PostgresSink, WriteReport};
 use crate::source::Message;
 use anyhow::{Context, bail};
 use std::io::BufRead;
@@ -19,50 +18,42 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
-    let pseudonymizer = match (&args.key_file, args.unkeyed) {
-        (Some(path), false) => Pseudonymizer::from_key_file(path)?,
-        (None, true) => Pseudonymizer::Unkeyed,
-        _ => bail!("pass --key-file FILE (make one with `masq keygen`), or --unkeyed for plain SHA-256"),
+    let keys = Arc::new(Keys::new(setup::pseudonymizer(
+        args.key_file.as_deref(),
+        args.unkeyed,
+    )?));
+    let options = PolicyOptions {
+        config: args.policy_config.clone(),
+        ..PolicyOptions::default()
     };
-    let table = TableName::parse(&args.table)?;
-    let client = postgres::connect(&args.database_url).await?;
-    let schema = Arc::new(TableSchema::load(&client, &table).await?);
-    drop(client);
-    let loader = PolicyLoader {
-        runtime: Arc::new(PolicyRuntime::new()?),
-        options: PolicyOptions { config: args.policy_config.clone(), ..PolicyOptions::default() },
-        keys: Arc::new(Keys::new(pseudonymizer)),
-        pin: None,
-        schema: schema.clone(),
-    };
-    let bytes = std::fs::read(&args.plugin).with_context(|| format!("cannot read policy {}", args.plugin.display()))?;
-    let origin = args.plugin.display().to_string();
-    let policy = Arc::new(tokio::task::spawn_blocking(move || loader.load(&bytes, &origin, &[])).await??);
-    let provenance = Provenance {
-        name: policy.info().name.clone(),
-        version: policy.info().version.clone(),
-        digest: policy.digest().to_string(),
-    };
+    let loaded = setup::load_policy(
+        &args.plugin,
+        &args.database_url,
+        &args.table,
+        options,
+        keys,
+        None,
+    )
+    .await?;
+    let (schema, policy) = (loaded.schema, Arc::new(loaded.policy));
+    let provenance = Provenance::of(&policy);
     let mut sink = PostgresSink::connect(&args.database_url, schema).await?;
 
     let stdin = args.input.as_os_str() == "-";
     let source_id = args.source_id.clone().unwrap_or_else(|| {
-        if stdin { "stdin".to_string() } else { args.input.display().to_string() }
+        if stdin {
+            "stdin".to_string()
+        } else {
+            args.input.display().to_string()
+        }
     });
-    let sent_ms = match &args.sent_at {
-        Some(date) => chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| anyhow::anyhow!("--sent-at {date:?} is not a date (YYYY-MM-DD)"))?
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
-            .timestamp_millis() as u64,
-        None => chrono::Utc::now().timestamp_millis() as u64,
-    };
+    let sent_ms = setup::sent_at_ms(args.sent_at.as_deref(), 0)?;
     let reader: Box<dyn BufRead + Send> = if stdin {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
-            std::fs::File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?,
+            std::fs::File::open(&args.input)
+                .with_context(|| format!("cannot open {}", args.input.display()))?,
         ))
     };
 
@@ -75,15 +66,26 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
-                    let _ = lines_tx.blocking_send(Err(anyhow::anyhow!("cannot read line {}: {e}", n + 1)));
+                    let _ = lines_tx
+                        .blocking_send(Err(anyhow::anyhow!("cannot read line {}: {e}", n + 1)));
                     return;
                 }
             };
             if line.trim().is_empty() {
                 continue;
             }
-            batch.push(Message { id: format!("{source_id}:{}", n + 1), receipt: String::new(), body: line, sent_ms, receive_count: 1 });
-            if batch.len() == batch_size && lines_tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+            batch.push(Message {
+                id: format!("{source_id}:{}", n + 1),
+                receipt: String::new(),
+                body: line,
+                sent_ms,
+                receive_count: 1,
+            });
+            if batch.len() == batch_size
+                && lines_tx
+                    .blocking_send(Ok(std::mem::take(&mut batch)))
+                    .is_err()
+            {
                 return;
             }
         }

@@ -10,7 +10,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -29,7 +32,9 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args).await,
-        Command::Db { command: DbCommand::Init(args) } => {
+        Command::Db {
+            command: DbCommand::Init(args),
+        } => {
             let table = sink::schema::TableName::parse(&args.table)?;
             let mut client = sink::postgres::connect(&args.database_url).await?;
             sink::ddl::init(&mut client, &table).await?;
@@ -40,19 +45,31 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let source = source::sqs::SqsSource::connect(&args.queue_url).await?;
             if let Some(file) = &args.file {
                 let sent = seed::from_file(&source, file).await?;
-                println!("sent {sent} messages from {} to {}", file.display(), args.queue_url);
+                println!(
+                    "sent {sent} messages from {} to {}",
+                    file.display(),
+                    args.queue_url
+                );
             } else if let Some(count) = args.count {
                 let (sent, malformed) = seed::synthetic(&source, count, args.seed).await?;
-                println!("sent {sent} messages ({malformed} malformed on purpose) to {}", args.queue_url);
+                println!(
+                    "sent {sent} messages ({malformed} malformed on purpose) to {}",
+                    args.queue_url
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command: PluginCommand::Check(args) } => {
-            let report = tokio::task::spawn_blocking(move || masq::plugin_check::check(&args)).await??;
+        Command::Plugin {
+            command: PluginCommand::Check(args),
+        } => {
+            let report =
+                tokio::task::spawn_blocking(move || masq::plugin_check::check(&args)).await??;
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command: PluginCommand::Test(args) } => {
+        Command::Plugin {
+            command: PluginCommand::Test(args),
+        } => {
             print!("{}", masq::plugin_test::run(args).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -66,7 +83,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => {
             sink::schema::TableName::parse(&args.table)?;
-            print!("{}", sink::events::status(&args.database_url, &args.table).await?);
+            print!(
+                "{}",
+                sink::events::status(&args.database_url, &args.table).await?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Keygen(args) => {
@@ -94,8 +114,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MASQ_LOG").unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("MASQ_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

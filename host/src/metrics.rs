@@ -55,30 +55,87 @@ impl Counters {
             }
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_micros_sum.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.latency_micros_sum
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every counter and the active policy.
     pub fn render(&self, policy: Option<&ActivePolicy>) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 14] = [
-            ("masq_messages_received_total", "Messages received from the queue.", &self.received),
-            ("masq_rows_written_total", "Rows written to the target table.", &self.written),
-            ("masq_messages_dropped_total", "Messages a policy dropped.", &self.dropped),
-            ("masq_dead_letters_total", "Messages written to the dead letters.", &self.dead_lettered),
-            ("masq_duplicates_skipped_total", "Redelivered messages the ledger skipped.", &self.duplicates),
-            ("masq_messages_released_total", "Messages handed back to the queue unprocessed.", &self.released),
+            (
+                "masq_messages_received_total",
+                "Messages received from the queue.",
+                &self.received,
+            ),
+            (
+                "masq_rows_written_total",
+                "Rows written to the target table.",
+                &self.written,
+            ),
+            (
+                "masq_messages_dropped_total",
+                "Messages a policy dropped.",
+                &self.dropped,
+            ),
+            (
+                "masq_dead_letters_total",
+                "Messages written to the dead letters.",
+                &self.dead_lettered,
+            ),
+            (
+                "masq_duplicates_skipped_total",
+                "Redelivered messages the ledger skipped.",
+                &self.duplicates,
+            ),
+            (
+                "masq_messages_released_total",
+                "Messages handed back to the queue unprocessed.",
+                &self.released,
+            ),
             ("masq_batches_total", "Batches committed.", &self.batches),
-            ("masq_sqs_errors_total", "Failed SQS calls.", &self.sqs_errors),
-            ("masq_postgres_errors_total", "Failed PostgreSQL writes.", &self.postgres_errors),
-            ("masq_policy_swaps_total", "Policy versions put in service while running.", &self.policy_swaps),
-            ("masq_policy_refusals_total", "New policy files refused; the old version kept serving.", &self.policy_refusals),
-            ("masq_key_reloads_total", "Key files reloaded while running.", &self.key_reloads),
-            ("masq_key_refusals_total", "Key files refused; the old key kept serving.", &self.key_refusals),
-            ("masq_policy_broken_batches_total", "Batches handed back because the policy failed on most records.", &self.policy_broken_batches),
+            (
+                "masq_sqs_errors_total",
+                "Failed SQS calls.",
+                &self.sqs_errors,
+            ),
+            (
+                "masq_postgres_errors_total",
+                "Failed PostgreSQL writes.",
+                &self.postgres_errors,
+            ),
+            (
+                "masq_policy_swaps_total",
+                "Policy versions put in service while running.",
+                &self.policy_swaps,
+            ),
+            (
+                "masq_policy_refusals_total",
+                "New policy files refused; the old version kept serving.",
+                &self.policy_refusals,
+            ),
+            (
+                "masq_key_reloads_total",
+                "Key files reloaded while running.",
+                &self.key_reloads,
+            ),
+            (
+                "masq_key_refusals_total",
+                "Key files refused; the old key kept serving.",
+                &self.key_refusals,
+            ),
+            (
+                "masq_policy_broken_batches_total",
+                "Batches handed back because the policy failed on most records.",
+                &self.policy_broken_batches,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", Self::get(value));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                Self::get(value)
+            );
         }
         let _ = writeln!(
             out,
@@ -90,17 +147,32 @@ impl Counters {
             "# HELP masq_policy_broken 1 while the policy fails on most records.\n# TYPE masq_policy_broken gauge\nmasq_policy_broken {}",
             u8::from(self.policy_broken.load(Ordering::Relaxed))
         );
-        let _ = writeln!(out, "# HELP masq_batch_seconds Batch latency, receive to commit.\n# TYPE masq_batch_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP masq_batch_seconds Batch latency, receive to commit.\n# TYPE masq_batch_seconds histogram"
+        );
         for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
-            let _ = writeln!(out, "masq_batch_seconds_bucket{{le=\"{bound}\"}} {}", Self::get(bucket));
+            let _ = writeln!(
+                out,
+                "masq_batch_seconds_bucket{{le=\"{bound}\"}} {}",
+                Self::get(bucket)
+            );
         }
         let count = Self::get(&self.latency_count);
         let _ = writeln!(out, "masq_batch_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "masq_batch_seconds_sum {}", Self::get(&self.latency_micros_sum) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "masq_batch_seconds_sum {}",
+            Self::get(&self.latency_micros_sum) as f64 / 1e6
+        );
         let _ = writeln!(out, "masq_batch_seconds_count {count}");
         if let Some(active) = policy {
             let p = active.current();
-            let loaded = p.loaded_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let loaded = p
+                .loaded_at()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             let _ = writeln!(
                 out,
                 "# HELP masq_policy_info The policy in service.\n# TYPE masq_policy_info gauge\n\
@@ -117,17 +189,26 @@ impl Counters {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves /metrics, /healthz (alive) and /readyz (policy loaded, database reached).
 pub async fn serve(listener: TcpListener, counters: Arc<Counters>, policy: Arc<ActivePolicy>) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
         let (counters, policy) = (counters.clone(), policy.clone());
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf)).await {
+            let n = match tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                socket.read(&mut buf),
+            )
+            .await
+            {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
@@ -136,9 +217,14 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>, policy: Arc<A
             let (status, body) = match path {
                 "/metrics" => ("200 OK", counters.render(Some(&policy))),
                 "/healthz" => ("200 OK", "ok\n".to_string()),
-                "/readyz" if counters.ready.load(Ordering::Relaxed) => ("200 OK", "ready\n".to_string()),
+                "/readyz" if counters.ready.load(Ordering::Relaxed) => {
+                    ("200 OK", "ready\n".to_string())
+                }
                 "/readyz" => ("503 Service Unavailable", "not ready\n".to_string()),
-                _ => ("404 Not Found", "try /metrics, /healthz or /readyz\n".to_string()),
+                _ => (
+                    "404 Not Found",
+                    "try /metrics, /healthz or /readyz\n".to_string(),
+                ),
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

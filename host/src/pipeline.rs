@@ -74,7 +74,10 @@ impl HeldState {
 impl Held {
     fn new(receivers: usize) -> Held {
         Held {
-            inner: Mutex::new(HeldState { parked: vec![false; receivers], ..HeldState::default() }),
+            inner: Mutex::new(HeldState {
+                parked: vec![false; receivers],
+                ..HeldState::default()
+            }),
             wake: Notify::new(),
         }
     }
@@ -107,7 +110,12 @@ impl Held {
 
     fn older_than(&self, age: Duration) -> Vec<String> {
         let s = self.inner.lock().expect("held lock");
-        s.receipts.iter().chain(&s.shown).filter(|(_, t)| t.elapsed() >= age).map(|(r, _)| r.clone()).collect()
+        s.receipts
+            .iter()
+            .chain(&s.shown)
+            .filter(|(_, t)| t.elapsed() >= age)
+            .map(|(r, _)| r.clone())
+            .collect()
     }
 
     /// Dry run: keeps messages invisible (heartbeat) without counting them as work in progress.
@@ -166,7 +174,9 @@ pub async fn run(
     let held = Arc::new(Held::new(config.receivers));
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
-    let (tx, rx) = mpsc::channel::<Vec<Message>>(config.workers * config.batch_size.div_ceil(10) + config.receivers);
+    let (tx, rx) = mpsc::channel::<Vec<Message>>(
+        config.workers * config.batch_size.div_ceil(10) + config.receivers,
+    );
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
 
     let mut receivers = JoinSet::new();
@@ -217,7 +227,9 @@ pub async fn run(
     if !leftovers.is_empty() {
         let refs: Vec<&str> = leftovers.iter().map(String::as_str).collect();
         source.set_visibility(&refs, 0).await;
-        counters.released.fetch_add(refs.len() as u64, Ordering::Relaxed);
+        counters
+            .released
+            .fetch_add(refs.len() as u64, Ordering::Relaxed);
         held.remove(refs.into_iter(), true);
     }
     heartbeat_stop.cancel();
@@ -234,7 +246,11 @@ async fn receive_loop(
     tx: mpsc::Sender<Vec<Message>>,
     receiving: CancellationToken,
 ) {
-    let wait = if config.drain { config.wait_seconds.min(1) } else { config.wait_seconds };
+    let wait = if config.drain {
+        config.wait_seconds.min(1)
+    } else {
+        config.wait_seconds
+    };
     let mut backoff = Duration::from_millis(500);
     loop {
         let receive = source.receive(wait, config.visibility_timeout);
@@ -279,7 +295,9 @@ async fn receive_loop(
             Ok(messages) => {
                 backoff = Duration::from_millis(500);
                 held.add(&messages);
-                counters.received.fetch_add(messages.len() as u64, Ordering::Relaxed);
+                counters
+                    .received
+                    .fetch_add(messages.len() as u64, Ordering::Relaxed);
                 let permit = tokio::select! {
                     _ = receiving.cancelled() => Err(()),
                     permit = tx.reserve() => permit.map_err(|_| ()),
@@ -289,9 +307,12 @@ async fn receive_loop(
                     Err(()) => {
                         // Stopping, or workers gone: give these back now rather than let
                         // them sit invisible until their timeout.
-                        let receipts: Vec<&str> = messages.iter().map(|m| m.receipt.as_str()).collect();
+                        let receipts: Vec<&str> =
+                            messages.iter().map(|m| m.receipt.as_str()).collect();
                         source.set_visibility(&receipts, 0).await;
-                        counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                        counters
+                            .released
+                            .fetch_add(receipts.len() as u64, Ordering::Relaxed);
                         held.remove(receipts.into_iter(), true);
                         return;
                     }
@@ -310,7 +331,12 @@ async fn receive_loop(
     }
 }
 
-async fn heartbeat_loop(source: SqsSource, held: Arc<Held>, visibility_timeout: i32, stop: CancellationToken) {
+async fn heartbeat_loop(
+    source: SqsSource,
+    held: Arc<Held>,
+    visibility_timeout: i32,
+    stop: CancellationToken,
+) {
     // Extend at a third of the timeout, so one failed extension still leaves time for the next.
     let period = Duration::from_secs(visibility_timeout as u64) / 3;
     loop {
@@ -320,7 +346,10 @@ async fn heartbeat_loop(source: SqsSource, held: Arc<Held>, visibility_timeout: 
         }
         let receipts = held.older_than(period);
         if !receipts.is_empty() {
-            tracing::debug!(messages = receipts.len(), "extending visibility of held messages");
+            tracing::debug!(
+                messages = receipts.len(),
+                "extending visibility of held messages"
+            );
             let refs: Vec<&str> = receipts.iter().map(String::as_str).collect();
             source.set_visibility(&refs, visibility_timeout).await;
         }
@@ -342,20 +371,21 @@ async fn worker_loop(
 ) {
     let mut acks = JoinSet::new();
     loop {
-        let Some(batch) = next_batch(&rx, config.batch_size, config.batch_wait, &stop).await else { break };
+        let Some(batch) = next_batch(&rx, config.batch_size, config.batch_wait, &stop).await else {
+            break;
+        };
         let started = Instant::now();
         // The version in service when the batch starts decides all of it, even if a swap
         // happens meanwhile; the ledger names exactly this version.
         let policy = policy.current();
-        let provenance = Provenance {
-            name: policy.info().name.clone(),
-            version: policy.info().version.clone(),
-            digest: policy.digest().to_string(),
-        };
+        let provenance = Provenance::of(&policy);
         let (items, health) = decide(&policy, source.queue_url(), batch, Some(&canary)).await;
         Counters::inc(&counters.policy_nanos, health.policy_time.as_nanos() as u64);
-        if let breaker::Verdict::Broken { failed, evaluated, back_off } =
-            breaker.judge(policy.digest(), health.failed, health.evaluated)
+        if let breaker::Verdict::Broken {
+            failed,
+            evaluated,
+            back_off,
+        } = breaker.judge(policy.digest(), health.failed, health.evaluated)
         {
             // Not bad data: the policy fails on most records. Dead-lettering would drain the
             // queue into the dead-letter table; leave the messages in the queue instead.
@@ -372,7 +402,9 @@ async fn worker_loop(
                  dead-lettered; fix or swap the policy (replace the file, or SIGHUP)"
             );
             let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
-            source.set_visibility(&receipts, back_off.as_secs().min(43_200) as i32).await;
+            source
+                .set_visibility(&receipts, back_off.as_secs().min(43_200) as i32)
+                .await;
             Counters::inc(&counters.released, receipts.len() as u64);
             held.remove(receipts.into_iter(), true);
             if config.drain {
@@ -410,14 +442,24 @@ async fn worker_loop(
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "dry run: cannot read the ledger; handing the batch back");
-                    let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+                    let receipts: Vec<&str> =
+                        items.iter().map(|i| i.message.receipt.as_str()).collect();
                     source.set_visibility(&receipts, 0).await;
                     held.remove(receipts.into_iter(), true);
                 }
             }
             continue;
         }
-        match write_with_retry(&mut sink, &items, &provenance, &config.database_url, &counters, &stop).await {
+        match write_with_retry(
+            &mut sink,
+            &items,
+            &provenance,
+            &config.database_url,
+            &counters,
+            &stop,
+        )
+        .await
+        {
             Some(report) => {
                 crate::failpoint::crash_after_commit();
                 add_report(&counters, report);
@@ -435,7 +477,8 @@ async fn worker_loop(
                 let source = source.clone();
                 let held = held.clone();
                 acks.spawn(async move {
-                    let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+                    let receipts: Vec<&str> =
+                        items.iter().map(|i| i.message.receipt.as_str()).collect();
                     // Committed: no longer masq's to extend, whether or not the delete lands (a
                     // message that reappears is skipped by the ledger).
                     held.remove(receipts.iter().copied(), false);
@@ -444,9 +487,12 @@ async fn worker_loop(
             }
             None => {
                 // Stopping and the database never took the batch: give the messages back.
-                let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+                let receipts: Vec<&str> =
+                    items.iter().map(|i| i.message.receipt.as_str()).collect();
                 source.set_visibility(&receipts, 0).await;
-                counters.released.fetch_add(receipts.len() as u64, Ordering::Relaxed);
+                counters
+                    .released
+                    .fetch_add(receipts.len() as u64, Ordering::Relaxed);
                 held.remove(receipts.into_iter(), true);
             }
         }
@@ -504,12 +550,18 @@ async fn write_with_retry(
     let mut stop_seen: Option<Instant> = None;
     // Duplicate copies of a message id in one batch would claim the id twice: write the first.
     let mut seen = HashSet::new();
-    let unique: Vec<Item> = items.iter().filter(|i| seen.insert(i.message.id.clone())).cloned().collect();
+    let unique: Vec<Item> = items
+        .iter()
+        .filter(|i| seen.insert(i.message.id.clone()))
+        .cloned()
+        .collect();
     loop {
         if sink.is_closed() {
             match PostgresSink::connect(database_url, sink.schema()).await {
                 Ok(new) => *sink = new,
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot reconnect to PostgreSQL"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot reconnect to PostgreSQL")
+                }
             }
         }
         if !sink.is_closed() {

@@ -10,22 +10,50 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 pub fn check(args: &PluginCheckArgs) -> anyhow::Result<String> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read policy {}", args.file.display()))?;
-    let options = PolicyOptions { config: args.policy_config.clone(), ..PolicyOptions::default() };
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read policy {}", args.file.display()))?;
+    let options = PolicyOptions {
+        config: args.policy_config.clone(),
+        ..PolicyOptions::default()
+    };
     // No key file is needed to check: describe and configure never see a key. A throwaway
     // in-memory key still lets a policy that imports `seal` load, as it would with --key-file.
     let keys = Arc::new(Keys::new(Pseudonymizer::Keyed(KeyRing::ephemeral()?)));
-    let host = PolicyHost::from_bytes(Arc::new(PolicyRuntime::new()?), &bytes, &args.file.display().to_string(), options, keys)?;
+    let host = PolicyHost::from_bytes(
+        Arc::new(PolicyRuntime::new()?),
+        &bytes,
+        &args.file.display().to_string(),
+        options,
+        keys,
+    )?;
     let info = host.info();
     let mut out = String::new();
     let _ = writeln!(out, "ok: {} {}", info.name, info.version);
-    let _ = writeln!(out, "  file:        {} ({} bytes, sha256 {})", args.file.display(), bytes.len(), host.digest());
+    let _ = writeln!(
+        out,
+        "  file:        {} ({} bytes, sha256 {})",
+        args.file.display(),
+        bytes.len(),
+        host.digest()
+    );
     let _ = writeln!(out, "  compiled in: {} ms", host.compile_time().as_millis());
     let _ = writeln!(out, "  description: {}", info.description);
     let _ = writeln!(out, "  writes:      {}", host.writes().join(", "));
-    let _ = writeln!(out, "  imports:     {}", if host.imports().is_empty() { "(none)".to_string() } else { host.imports().join(", ") });
+    let _ = writeln!(
+        out,
+        "  imports:     {}",
+        if host.imports().is_empty() {
+            "(none)".to_string()
+        } else {
+            host.imports().join(", ")
+        }
+    );
     for s in &info.settings {
-        let _ = writeln!(out, "  setting {} (default {:?}): {}", s.name, s.default_value, s.description);
+        let _ = writeln!(
+            out,
+            "  setting {} (default {:?}): {}",
+            s.name, s.default_value, s.description
+        );
     }
     Ok(out)
 }

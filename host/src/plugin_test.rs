@@ -33,22 +33,25 @@ pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
         Some(path) => Pseudonymizer::from_key_file(path)?,
         None => Pseudonymizer::Unkeyed,
     };
-    let input = std::fs::read_to_string(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
-    let sent_ms = match &args.sent_at {
-        Some(date) => chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| anyhow::anyhow!("--sent-at {date:?} is not a date (YYYY-MM-DD)"))?
-            .and_hms_opt(12, 0, 0)
-            .expect("noon exists")
-            .and_utc()
-            .timestamp_millis() as u64,
-        None => chrono::Utc::now().timestamp_millis() as u64,
-    };
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read policy {}", args.file.display()))?;
+    let input = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let sent_ms = crate::setup::sent_at_ms(args.sent_at.as_deref(), 12)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read policy {}", args.file.display()))?;
     let origin = args.file.display().to_string();
-    let options = PolicyOptions { config: args.policy_config.clone(), ..PolicyOptions::default() };
+    let options = PolicyOptions {
+        config: args.policy_config.clone(),
+        ..PolicyOptions::default()
+    };
     let keys = Arc::new(Keys::new(pseudonymizer));
     let policy = tokio::task::spawn_blocking(move || {
-        PolicyHost::from_bytes(Arc::new(PolicyRuntime::new()?), &bytes, &origin, options, keys)
+        PolicyHost::from_bytes(
+            Arc::new(PolicyRuntime::new()?),
+            &bytes,
+            &origin,
+            options,
+            keys,
+        )
     })
     .await??;
     let policy = Arc::new(policy);
@@ -72,7 +75,10 @@ pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
     }
 
     let mut report = String::new();
-    let outputs: Vec<serde_json::Value> = items.iter().map(|i| verdict_json(&i.message.id, &i.verdict)).collect();
+    let outputs: Vec<serde_json::Value> = items
+        .iter()
+        .map(|i| verdict_json(&i.message.id, &i.verdict))
+        .collect();
     for o in &outputs {
         let _ = writeln!(report, "{o}");
     }
@@ -86,7 +92,11 @@ pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
     }
     if !problems.is_empty() {
         eprint!("{report}");
-        bail!("{} problem(s):\n  {}", problems.len(), problems.join("\n  "));
+        bail!(
+            "{} problem(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        );
     }
     Ok(report)
 }
@@ -96,11 +106,17 @@ pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
 fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
     let mut leaks = Vec::new();
     for item in items {
-        let Verdict::Row(out) = &item.verdict else { continue };
+        let Verdict::Row(out) = &item.verdict else {
+            continue;
+        };
         // The input's PII values, from the raw body (the policy may have renamed or dropped them).
-        let Ok(input) = crate::decode::decode_body(&item.message.body) else { continue };
+        let Ok(input) = crate::decode::decode_body(&item.message.body) else {
+            continue;
+        };
         for field in input.iter().filter(|f| pii.contains(&f.name)) {
-            let Some(secret) = value_text(&field.value).filter(|s| !s.is_empty()) else { continue };
+            let Some(secret) = value_text(&field.value).filter(|s| !s.is_empty()) else {
+                continue;
+            };
             for o in out {
                 if let Some(text) = value_text(&o.value)
                     && text.contains(&secret)
@@ -118,24 +134,38 @@ fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
 }
 
 /// Line-by-line differences from the expected JSONL, each naming the line and the field.
-fn differences(outputs: &[serde_json::Value], expect: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(expect).with_context(|| format!("cannot read {}", expect.display()))?;
+fn differences(
+    outputs: &[serde_json::Value],
+    expect: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(expect)
+        .with_context(|| format!("cannot read {}", expect.display()))?;
     let expected: Vec<serde_json::Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(n, l)| serde_json::from_str(l).with_context(|| format!("{} line {}: not JSON", expect.display(), n + 1)))
+        .map(|(n, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{} line {}: not JSON", expect.display(), n + 1))
+        })
         .collect::<anyhow::Result<_>>()?;
     let mut diffs = Vec::new();
     if expected.len() != outputs.len() {
-        diffs.push(format!("expected {} results, got {}", expected.len(), outputs.len()));
+        diffs.push(format!(
+            "expected {} results, got {}",
+            expected.len(),
+            outputs.len()
+        ));
     }
     for (got, want) in outputs.iter().zip(&expected) {
         if got == want {
             continue;
         }
         let id = got["id"].as_str().unwrap_or("?");
-        match (got.get("row").and_then(|r| r.as_object()), want.get("row").and_then(|r| r.as_object())) {
+        match (
+            got.get("row").and_then(|r| r.as_object()),
+            want.get("row").and_then(|r| r.as_object()),
+        ) {
             (Some(g), Some(w)) => {
                 let mut names: Vec<&String> = g.keys().chain(w.keys()).collect();
                 names.sort();

@@ -4,44 +4,38 @@
 
 use crate::cli::ReplayArgs;
 use crate::decide::decide;
-use crate::keys::{Keys, Pseudonymizer};
-use crate::policy::reload::PolicyLoader;
-use crate::policy::{PolicyOptions, PolicyRuntime};
-use crate::sink::postgres::{self, PostgresSink};
+use crate::keys::Keys;
+use crate::policy::PolicyOptions;
+use crate::setup;
+use crate::sink::postgres::PostgresSink;
 use crate::sink::replay::ReplayReport;
-use crate::sink::schema::{TableName, TableSchema};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::sync::Arc;
 
 /// Dead letters per transaction.
 const BATCH: i64 = 100;
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<String> {
-    let pseudonymizer = match (&args.key_file, args.unkeyed) {
-        (Some(path), false) => Pseudonymizer::from_key_file(path)?,
-        (None, true) => Pseudonymizer::Unkeyed,
-        _ => bail!("pass the same --key-file as `masq run` uses (or --unkeyed if it runs unkeyed), so replayed rows match"),
+    // The same key as `masq run`, so replayed rows carry the same tokens as the others.
+    let keys = Arc::new(Keys::new(setup::pseudonymizer(
+        args.key_file.as_deref(),
+        args.unkeyed,
+    )?));
+    let options = PolicyOptions {
+        config: args.policy_config.clone(),
+        ..PolicyOptions::default()
     };
-    let table = TableName::parse(&args.table)?;
-    let client = postgres::connect(&args.database_url).await?;
-    let schema = Arc::new(TableSchema::load(&client, &table).await?);
-    drop(client);
-    let loader = PolicyLoader {
-        runtime: Arc::new(PolicyRuntime::new()?),
-        options: PolicyOptions { config: args.policy_config.clone(), ..PolicyOptions::default() },
-        keys: Arc::new(Keys::new(pseudonymizer)),
-        pin: None,
-        schema: schema.clone(),
-    };
-    let bytes = std::fs::read(&args.plugin)
-        .with_context(|| format!("cannot read policy {}", args.plugin.display()))?;
-    let origin = args.plugin.display().to_string();
-    let policy = Arc::new(tokio::task::spawn_blocking(move || loader.load(&bytes, &origin, &[])).await??);
-    let provenance = crate::batch::Provenance {
-        name: policy.info().name.clone(),
-        version: policy.info().version.clone(),
-        digest: policy.digest().to_string(),
-    };
+    let loaded = setup::load_policy(
+        &args.plugin,
+        &args.database_url,
+        &args.table,
+        options,
+        keys,
+        None,
+    )
+    .await?;
+    let (table, schema, policy) = (loaded.table, loaded.schema, Arc::new(loaded.policy));
+    let provenance = crate::batch::Provenance::of(&policy);
     let mut sink = PostgresSink::connect(&args.database_url, schema).await?;
 
     let mut total = ReplayReport::default();
@@ -53,8 +47,17 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<String> {
         // One dead letter per message id (the ledger makes more impossible); keeping the
         // first of any copies keeps verdicts aligned with letters.
         let mut seen = std::collections::HashSet::new();
-        let dead: Vec<_> = dead.into_iter().filter(|d| seen.insert(d.message.id.clone())).collect();
-        let (items, health) = decide(&policy, "replay", dead.iter().map(|d| d.message.clone()).collect(), None).await;
+        let dead: Vec<_> = dead
+            .into_iter()
+            .filter(|d| seen.insert(d.message.id.clone()))
+            .collect();
+        let (items, health) = decide(
+            &policy,
+            "replay",
+            dead.iter().map(|d| d.message.clone()).collect(),
+            None,
+        )
+        .await;
         if health.failed * 2 > health.evaluated && health.failed > 0 {
             bail!(
                 "policy {} {} fails on {} of {} dead letters ({}): it looks broken; nothing more replayed",
@@ -73,6 +76,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<String> {
     }
     Ok(format!(
         "replayed dead letters of {table} through {} {}: written {}, dropped {}, still dead {}, skipped {}\n",
-        provenance.name, provenance.version, total.written, total.dropped, total.still_dead, total.skipped
+        provenance.name,
+        provenance.version,
+        total.written,
+        total.dropped,
+        total.still_dead,
+        total.skipped
     ))
 }

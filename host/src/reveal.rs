@@ -8,7 +8,12 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 /// What `masq reveal` prints: one line per input token, in input order.
-pub fn reveal_all(ring: &KeyRing, key_file: &Path, tokens: &[String], json: bool) -> anyhow::Result<String> {
+pub fn reveal_all(
+    ring: &KeyRing,
+    key_file: &Path,
+    tokens: &[String],
+    json: bool,
+) -> anyhow::Result<String> {
     let mut failures: Vec<(usize, &str, RevealError)> = Vec::new();
     let mut out = String::new();
     for (i, token) in tokens.iter().enumerate() {
@@ -44,7 +49,11 @@ pub fn reveal_all(ring: &KeyRing, key_file: &Path, tokens: &[String], json: bool
     let ids = ring.ids().join(", ");
     let which = match first.key_id() {
         Some(id) => format!("token {position} of {} (key id '{id}')", tokens.len()),
-        None => format!("token {position} of {} ('{}')", tokens.len(), shorten(token)),
+        None => format!(
+            "token {position} of {} ('{}')",
+            tokens.len(),
+            shorten(token)
+        ),
     };
     let next = match first {
         RevealError::UnknownKey(_) => format!(
@@ -73,7 +82,9 @@ pub fn tokens_from(args: Vec<String>, input: impl BufRead) -> anyhow::Result<Vec
     }
     let mut tokens = Vec::new();
     for line in input.lines() {
-        tokens.push(line.map_err(|e| anyhow::anyhow!("cannot read tokens from standard input: {e}"))?);
+        tokens.push(
+            line.map_err(|e| anyhow::anyhow!("cannot read tokens from standard input: {e}"))?,
+        );
     }
     Ok(tokens)
 }
@@ -119,13 +130,29 @@ mod tests {
     fn ring(keys: &[(&str, u8)], active: &str) -> Ring {
         let keys: BTreeMap<String, String> = keys
             .iter()
-            .map(|(id, b)| (id.to_string(), base64::engine::general_purpose::STANDARD.encode([*b; 32])))
+            .map(|(id, b)| {
+                (
+                    id.to_string(),
+                    base64::engine::general_purpose::STANDARD.encode([*b; 32]),
+                )
+            })
             .collect();
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).unwrap();
         let path = std::env::temp_dir().join(format!("masq-reveal-{}.key", hex::encode(suffix)));
-        std::fs::write(&path, KeyFile { active: active.into(), keys }.to_json()).unwrap();
-        Ring { ring: KeyRing::load(&path).unwrap(), path }
+        std::fs::write(
+            &path,
+            KeyFile {
+                active: active.into(),
+                keys,
+            }
+            .to_json(),
+        )
+        .unwrap();
+        Ring {
+            ring: KeyRing::load(&path).unwrap(),
+            path,
+        }
     }
 
     fn strings(s: &[&str]) -> Vec<String> {
@@ -135,7 +162,12 @@ mod tests {
     #[test]
     fn reveals_in_input_order_with_blank_lines_kept() {
         let r = ring(&[("k1", 1)], "k1");
-        let tokens = vec![r.ring.seal("10.0.0.1"), String::new(), r.ring.seal("593-47-5928"), r.ring.seal("10.0.0.1")];
+        let tokens = vec![
+            r.ring.seal("10.0.0.1"),
+            String::new(),
+            r.ring.seal("593-47-5928"),
+            r.ring.seal("10.0.0.1"),
+        ];
         let out = reveal_all(&r.ring, &r.path, &tokens, false).unwrap();
         assert_eq!(out, "10.0.0.1\n\n593-47-5928\n10.0.0.1\n");
     }
@@ -144,9 +176,17 @@ mod tests {
     fn line_breaks_need_json() {
         let r = ring(&[("k1", 1)], "k1");
         let tokens = vec![r.ring.seal("a\nb"), r.ring.seal("plain")];
-        let err = reveal_all(&r.ring, &r.path, &tokens, false).unwrap_err().to_string();
-        assert!(err.contains("--json") && err.contains("token 1 of 2"), "{err}");
-        assert_eq!(reveal_all(&r.ring, &r.path, &tokens, true).unwrap(), "\"a\\nb\"\n\"plain\"\n");
+        let err = reveal_all(&r.ring, &r.path, &tokens, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--json") && err.contains("token 1 of 2"),
+            "{err}"
+        );
+        assert_eq!(
+            reveal_all(&r.ring, &r.path, &tokens, true).unwrap(),
+            "\"a\\nb\"\n\"plain\"\n"
+        );
     }
 
     #[test]
@@ -154,10 +194,15 @@ mod tests {
         let right = ring(&[("k1", 1)], "k1");
         let wrong = ring(&[("k1", 2)], "k1");
         let tokens = vec![right.ring.seal("10.0.0.1"), right.ring.seal("10.0.0.2")];
-        let err = reveal_all(&wrong.ring, &wrong.path, &tokens, false).unwrap_err().to_string();
+        let err = reveal_all(&wrong.ring, &wrong.path, &tokens, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("token 1 of 2 (key id 'k1')"), "{err}");
         assert!(err.contains(&wrong.path.display().to_string()), "{err}");
-        assert!(err.contains("does not authenticate") && err.contains("2 of 2 tokens failed"), "{err}");
+        assert!(
+            err.contains("does not authenticate") && err.contains("2 of 2 tokens failed"),
+            "{err}"
+        );
         assert!(!err.contains("10.0.0"), "{err}");
     }
 
@@ -166,8 +211,13 @@ mod tests {
         let old = ring(&[("old", 1)], "old");
         let other = ring(&[("k1", 2), ("k2", 3)], "k2");
         let tokens = vec![other.ring.seal("fine"), old.ring.seal("10.0.0.1")];
-        let err = reveal_all(&other.ring, &other.path, &tokens, false).unwrap_err().to_string();
-        assert!(err.contains("token 2 of 2 (key id 'old')") && err.contains("not in the key file"), "{err}");
+        let err = reveal_all(&other.ring, &other.path, &tokens, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("token 2 of 2 (key id 'old')") && err.contains("not in the key file"),
+            "{err}"
+        );
         assert!(err.contains("holds k1, k2"), "{err}");
         assert!(!err.contains("fine"), "{err}");
     }
@@ -176,15 +226,28 @@ mod tests {
     fn foreign_tokens_are_quoted_shortened() {
         let r = ring(&[("k1", 1)], "k1");
         let long = "x".repeat(100);
-        let err = reveal_all(&r.ring, &r.path, &strings(&[&long]), false).unwrap_err().to_string();
-        assert!(err.contains(&format!("'{}...'", "x".repeat(40))) && !err.contains(&long), "{err}");
-        let err = reveal_all(&r.ring, &r.path, &[r.ring.pseudonym("x")], false).unwrap_err().to_string();
+        let err = reveal_all(&r.ring, &r.path, &strings(&[&long]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("'{}...'", "x".repeat(40))) && !err.contains(&long),
+            "{err}"
+        );
+        let err = reveal_all(&r.ring, &r.path, &[r.ring.pseudonym("x")], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("one-way"), "{err}");
     }
 
     #[test]
     fn tokens_come_from_arguments_or_else_stdin_lines() {
-        assert_eq!(tokens_from(strings(&["a", "b"]), &b"ignored\n"[..]).unwrap(), ["a", "b"]);
-        assert_eq!(tokens_from(Vec::new(), &b"a\r\n\nb\n"[..]).unwrap(), ["a", "", "b"]);
+        assert_eq!(
+            tokens_from(strings(&["a", "b"]), &b"ignored\n"[..]).unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            tokens_from(Vec::new(), &b"a\r\n\nb\n"[..]).unwrap(),
+            ["a", "", "b"]
+        );
     }
 }

@@ -2,16 +2,15 @@
 //! prints the summary. Everything that can be checked is checked before the first receive.
 
 use crate::cli::RunArgs;
-use crate::keys::{Keys, Pseudonymizer};
+use crate::keys::Keys;
 use crate::metrics::Counters;
 use crate::pipeline::{self, PipelineConfig};
-use crate::policy::reload::{PolicyLoader, Reloader};
-use crate::policy::{ActivePolicy, Canary, PolicyOptions, PolicyRuntime};
+use crate::policy::reload::Reloader;
+use crate::policy::{ActivePolicy, Canary, PolicyOptions};
+use crate::setup;
 use crate::sink::events::EventLog;
-use crate::sink::postgres;
-use crate::sink::schema::{TableName, TableSchema};
 use crate::source::sqs::SqsSource;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,53 +22,30 @@ use tokio_util::sync::CancellationToken;
 const STOP_DEADLINE: Duration = Duration::from_secs(25);
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let pseudonymizer = match (&args.key_file, args.unkeyed) {
-        (Some(path), false) => Pseudonymizer::from_key_file(path)?,
-        (None, true) => {
-            tracing::warn!(
-                "UNKEYED mode: tokens are plain SHA-256 of the value. An unkeyed hash of an IPv4 \
-                 address is reversed in about a second on one GPU (2^32 candidates); use --key-file \
-                 for anything that leaves this machine"
-            );
-            Pseudonymizer::Unkeyed
-        }
-        (None, false) => bail!(
-            "no key for pseudonyms: pass --key-file FILE (make one with `masq keygen > masq.key`), \
-             or --unkeyed for plain SHA-256"
-        ),
-        (Some(_), true) => bail!("--key-file and --unkeyed exclude each other"),
+    let keys = Arc::new(Keys::new(setup::pseudonymizer(
+        args.key_file.as_deref(),
+        args.unkeyed,
+    )?));
+    let options = PolicyOptions {
+        deadline: Duration::from_millis(args.policy_deadline_ms),
+        memory_limit: (args.policy_memory_mb as usize) << 20,
+        config: args.policy_config.clone(),
+        ..PolicyOptions::default()
     };
-    tracing::info!(mode = %pseudonymizer.describe(), "pseudonyms");
-    let keys = Arc::new(Keys::new(pseudonymizer));
-
-    let table = TableName::parse(&args.table)?;
-    let client = postgres::connect(&args.database_url).await?;
-    let schema = Arc::new(TableSchema::load(&client, &table).await?);
-    drop(client);
-
-    let loader = PolicyLoader {
-        runtime: Arc::new(PolicyRuntime::new()?),
-        options: PolicyOptions {
-            deadline: Duration::from_millis(args.policy_deadline_ms),
-            memory_limit: (args.policy_memory_mb as usize) << 20,
-            config: args.policy_config.clone(),
-            ..PolicyOptions::default()
-        },
-        keys: keys.clone(),
-        pin: args.plugin_sha256.clone(),
-        schema: schema.clone(),
-    };
-    let bytes = std::fs::read(&args.plugin)
-        .with_context(|| format!("cannot read policy {}: build it with `just plugins`", args.plugin.display()))?;
-    let origin = args.plugin.display().to_string();
-    let first = loader.clone();
-    let policy = tokio::task::spawn_blocking(move || first.load(&bytes, &origin, &[])).await??;
-    tracing::info!(
-        policy = %policy.info().name,
-        version = %policy.info().version,
-        sha256 = %policy.digest(),
-        "policy loaded"
-    );
+    let setup::Loaded {
+        table,
+        schema,
+        loader,
+        policy,
+    } = setup::load_policy(
+        &args.plugin,
+        &args.database_url,
+        &args.table,
+        options,
+        keys.clone(),
+        args.plugin_sha256.clone(),
+    )
+    .await?;
     let active = Arc::new(ActivePolicy::new(policy));
 
     let source = SqsSource::connect(&args.queue_url).await?;
@@ -80,16 +56,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let counters = Arc::new(Counters::default());
     if let Some(addr) = args.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}: is another process using it?"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot serve metrics on {addr}: is another process using it?")
+        })?;
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-        tokio::spawn(crate::metrics::serve(listener, counters.clone(), active.clone()));
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            counters.clone(),
+            active.clone(),
+        ));
     }
-    let progress = (args.drain && std::io::stderr().is_terminal()).then(|| spawn_progress(counters.clone(), visible));
+    let progress = (args.drain && std::io::stderr().is_terminal())
+        .then(|| spawn_progress(counters.clone(), visible));
 
     let events = EventLog::new(&args.database_url, &table.to_string());
-    events.record("started", Some(&active.current()), keys.current().key_id(), "").await;
+    events
+        .record(
+            "started",
+            Some(&active.current()),
+            keys.current().key_id(),
+            "",
+        )
+        .await;
     let canary = Arc::new(Canary::new());
     let reloader = Reloader {
         loader,
@@ -117,7 +105,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(queue = %args.queue_url, table = %table, drain = args.drain, "masq running");
     counters.ready.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    let result = pipeline::run(config, source.clone(), active.clone(), canary, schema, counters.clone(), stop.clone()).await;
+    let result = pipeline::run(
+        config,
+        source.clone(),
+        active.clone(),
+        canary,
+        schema,
+        counters.clone(),
+        stop.clone(),
+    )
+    .await;
     counters.ready.store(false, Ordering::Relaxed);
     reloading.cancel();
     let _ = watcher.await;
@@ -125,7 +122,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bar.abort();
     }
     result?;
-    events.record("stopped", Some(&active.current()), keys.current().key_id(), "").await;
+    events
+        .record(
+            "stopped",
+            Some(&active.current()),
+            keys.current().key_id(),
+            "",
+        )
+        .await;
     let seconds = started.elapsed().as_secs_f64();
 
     let broken = counters.policy_broken.load(Ordering::Relaxed);
@@ -158,29 +162,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     );
     println!("{summary}");
     // A drain that could not finish because the policy is broken must fail the job running it.
-    Ok(if broken && (args.drain || args.dry_run) { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if broken && (args.drain || args.dry_run) {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn spawn_signal_handler(stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
         }
-        tracing::info!("stopping: no new receives; finishing batches in flight, handing back the rest");
+        tracing::info!(
+            "stopping: no new receives; finishing batches in flight, handing back the rest"
+        );
         stop.cancel();
         // A stop must not hang: past the deadline, exit. Messages not yet deleted reappear
         // after their visibility timeout and the ledger skips those already written.
         std::thread::spawn(|| {
             std::thread::sleep(STOP_DEADLINE);
-            eprintln!("error: stop took longer than {} s; exiting now", STOP_DEADLINE.as_secs());
+            eprintln!(
+                "error: stop took longer than {} s; exiting now",
+                STOP_DEADLINE.as_secs()
+            );
             std::process::exit(2);
         });
         tokio::select! {

@@ -21,10 +21,18 @@ pub const MALFORMED: &[&str] = &[
 
 /// Sends each non-empty line of a JSONL file as one message, in file order per batch of ten.
 pub async fn from_file(source: &SqsSource, path: &Path) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bodies: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bodies: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
     if bodies.is_empty() {
-        bail!("{} has no messages (one JSON body per line)", path.display());
+        bail!(
+            "{} has no messages (one JSON body per line)",
+            path.display()
+        );
     }
     send_all(source, bodies).await
 }
@@ -57,7 +65,10 @@ async fn send_all(source: &SqsSource, bodies: Vec<String>) -> anyhow::Result<u64
     let n = bodies.len() as u64;
     let chunks: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
     stream::iter(chunks.into_iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(CONCURRENCY, |chunk| async move { source.send(&chunk).await })
+        .try_for_each_concurrent(
+            CONCURRENCY,
+            |chunk| async move { source.send(&chunk).await },
+        )
         .await?;
     Ok(n)
 }
@@ -73,19 +84,38 @@ pub fn login(rng: &mut SplitMix) -> String {
         rng.next() & 0xffff_ffff_ffff
     );
     let app_version = if rng.next() % 2 == 0 {
-        format!("{}.{}.{}", rng.next() % 10, rng.next() % 20, rng.next() % 10)
+        format!(
+            "{}.{}.{}",
+            rng.next() % 10,
+            rng.next() % 20,
+            rng.next() % 10
+        )
     } else {
         format!("{}.{}", rng.next() % 10, rng.next() % 100)
     };
     let device_type = ["android", "ios"][(rng.next() % 2) as usize];
-    let ip = format!("{}.{}.{}.{}", rng.next() % 256, rng.next() % 256, rng.next() % 256, rng.next() % 256);
+    let ip = format!(
+        "{}.{}.{}.{}",
+        rng.next() % 256,
+        rng.next() % 256,
+        rng.next() % 256,
+        rng.next() % 256
+    );
     let locales = ["US", "RU", "PH", "BR", "DE", "IN", "JP", "FR"];
     let locale = if rng.next() % 10 < 3 {
         "null".to_string()
     } else {
-        format!("\"{}\"", locales[(rng.next() % locales.len() as u64) as usize])
+        format!(
+            "\"{}\"",
+            locales[(rng.next() % locales.len() as u64) as usize]
+        )
     };
-    let device_id = format!("{:03}-{:02}-{:04}", rng.next() % 1000, rng.next() % 100, rng.next() % 10_000);
+    let device_id = format!(
+        "{:03}-{:02}-{:04}",
+        rng.next() % 1000,
+        rng.next() % 100,
+        rng.next() % 10_000
+    );
     format!(
         r#"{{"user_id": "{user_id}", "app_version": "{app_version}", "device_type": "{device_type}", "ip": "{ip}", "locale": {locale}, "device_id": "{device_id}"}}"#
     )
@@ -115,7 +145,17 @@ mod tests {
         for _ in 0..1000 {
             let fields = decode_body(&login(&mut rng)).unwrap();
             let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-            assert_eq!(names, ["user_id", "app_version", "device_type", "ip", "locale", "device_id"]);
+            assert_eq!(
+                names,
+                [
+                    "user_id",
+                    "app_version",
+                    "device_type",
+                    "ip",
+                    "locale",
+                    "device_id"
+                ]
+            );
         }
     }
 

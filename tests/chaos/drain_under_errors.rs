@@ -14,7 +14,8 @@ async fn a_drain_ends_soon_after_the_last_message_despite_receive_errors() {
     let proxy = FaultProxy::start(json!({"receive_5xx": 0.1, "receive_throttle": 0.1})).await;
 
     let mut child = env.spawn_run(&proxy.endpoint(), "run", &["--drain"]);
-    env.wait_for_ledger(env.sent as i64, Duration::from_secs(120)).await;
+    env.wait_for_ledger(env.sent as i64, Duration::from_secs(120))
+        .await;
     let done = Instant::now();
     // A drain's receives wait 1 s; with SDK retries (3 attempts, backoff up to a few seconds)
     // and masq's own backoff, 30 s after the last message is ample.
@@ -27,7 +28,11 @@ async fn a_drain_ends_soon_after_the_last_message_despite_receive_errors() {
         stats["injected"],
         tail(&env.log("run"), 10)
     );
-    eprintln!("[drainerr] drain ended {:?} after the last message; {}", done.elapsed(), env.summary("run"));
+    eprintln!(
+        "[drainerr] drain ended {:?} after the last message; {}",
+        done.elapsed(),
+        env.summary("run")
+    );
     env.assert_exactly_once().await;
 }
 

@@ -26,12 +26,21 @@ pub fn full() -> bool {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `just plugins`", path.display());
+    let path = repo_root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `just plugins`",
+        path.display()
+    );
     path
 }
 
@@ -47,7 +56,11 @@ pub fn random_u64() -> u64 {
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 // --- the private PostgreSQL -------------------------------------------------------------------
@@ -109,7 +122,9 @@ impl ChaosEnv {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(sqs_endpoint())
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "chaos"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "chaos",
+            ))
             .load()
             .await;
         let sqs = SqsClient::new(&config);
@@ -118,7 +133,12 @@ impl ChaosEnv {
             .queue_name(format!("chaos-{name}-{suffix}"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("cannot create a queue at {}: {e:?}; run `just services`", sqs_endpoint()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot create a queue at {}: {e:?}; run `just services`",
+                    sqs_endpoint()
+                )
+            })
             .queue_url
             .expect("queue url");
         let dir = std::env::temp_dir().join(format!("masq-chaos-{name}-{suffix}"));
@@ -149,8 +169,16 @@ impl ChaosEnv {
             malformed: 0,
             dir,
         };
-        let out = env.command(&sqs_endpoint(), &["db", "init"]).output().await.unwrap();
-        assert!(out.status.success(), "masq db init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = env
+            .command(&sqs_endpoint(), &["db", "init"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "masq db init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if count > 0 {
             env.seed(count).await;
         }
@@ -161,20 +189,44 @@ impl ChaosEnv {
     pub async fn seed(&mut self, count: u64) {
         let seed = random_u64() % 1_000_000;
         let out = self
-            .command(&sqs_endpoint(), &["seed", "--count", &count.to_string(), "--seed", &seed.to_string()])
+            .command(
+                &sqs_endpoint(),
+                &[
+                    "seed",
+                    "--count",
+                    &count.to_string(),
+                    "--seed",
+                    &seed.to_string(),
+                ],
+            )
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "masq seed failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "masq seed failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // "sent N messages (M malformed on purpose) to ..."
         let text = String::from_utf8_lossy(&out.stdout);
         let number_after = |word: &str| -> u64 {
-            let at = text.find(word).unwrap_or_else(|| panic!("unexpected seed output: {text}")) + word.len();
-            text[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+            let at = text
+                .find(word)
+                .unwrap_or_else(|| panic!("unexpected seed output: {text}"))
+                + word.len();
+            text[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
         };
         self.sent += number_after("sent ");
         self.malformed += number_after("messages (");
-        eprintln!("[{}] seeded {} messages ({} malformed), seed {seed}", self.name, self.sent, self.malformed);
+        eprintln!(
+            "[{}] seeded {} messages ({} malformed), seed {seed}",
+            self.name, self.sent, self.malformed
+        );
     }
 
     /// A `masq` command talking to SQS at `endpoint` (the server or the fault proxy) with this
@@ -203,25 +255,44 @@ impl ChaosEnv {
     pub fn spawn_run(&self, endpoint: &str, label: &str, extra: &[&str]) -> Child {
         let plugin = plugin("sha256-masker");
         let visibility = VISIBILITY.to_string();
-        let mut args = vec!["run", "--plugin", plugin.to_str().unwrap(), "--visibility-timeout", &visibility];
+        let mut args = vec![
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--visibility-timeout",
+            &visibility,
+        ];
         args.extend(extra);
         let stdout = std::fs::File::create(self.dir.join(format!("{label}.out"))).unwrap();
         let stderr = std::fs::File::create(self.dir.join(format!("{label}.err"))).unwrap();
-        self.command(endpoint, &args).stdout(stdout).stderr(stderr).stdin(Stdio::null()).spawn().expect("masq starts")
+        self.command(endpoint, &args)
+            .stdout(stdout)
+            .stderr(stderr)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("masq starts")
     }
 
     pub fn log(&self, label: &str) -> String {
-        let read = |ext: &str| std::fs::read_to_string(self.dir.join(format!("{label}.{ext}"))).unwrap_or_default();
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.dir.join(format!("{label}.{ext}"))).unwrap_or_default()
+        };
         format!("{}{}", read("out"), read("err"))
     }
 
     pub fn summary(&self, label: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{label}.out"))).unwrap_or_default().trim().to_string()
+        std::fs::read_to_string(self.dir.join(format!("{label}.out")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// Messages in the ledger for this table; None while the database is down.
     pub async fn ledger(&self) -> Option<i64> {
-        let sql = format!("SELECT count(*) FROM masq.ledger WHERE target_table = '{}'", self.table);
+        let sql = format!(
+            "SELECT count(*) FROM masq.ledger WHERE target_table = '{}'",
+            self.table
+        );
         query_i64(&self.db_url, &sql).await.ok()
     }
 
@@ -255,18 +326,37 @@ impl ChaosEnv {
             .await
             .unwrap();
         let get = |a: A| out.attributes().unwrap().get(&a).unwrap().parse().unwrap();
-        (get(A::ApproximateNumberOfMessages), get(A::ApproximateNumberOfMessagesNotVisible))
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
     /// Sends SIGTERM and waits for a clean exit (masq promises one within 25 s).
     pub async fn stop(&self, child: &mut Child, label: &str) {
         let pid = child.id().expect("still running").to_string();
-        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
             .await
-            .unwrap_or_else(|_| panic!("[{}] masq ({label}) did not stop within 30 s of SIGTERM", self.name))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "[{}] masq ({label}) did not stop within 30 s of SIGTERM",
+                    self.name
+                )
+            })
             .unwrap();
-        assert!(status.success(), "[{}] masq ({label}) exited with {status}:\n{}", self.name, self.log(label));
+        assert!(
+            status.success(),
+            "[{}] masq ({label}) exited with {status}:\n{}",
+            self.name,
+            self.log(label)
+        );
     }
 
     /// Finishes the job after the chaos: plain `masq run --drain` against the SQS server,
@@ -280,9 +370,20 @@ impl ChaosEnv {
             let mut child = self.spawn_run(&sqs_endpoint(), &label, &["--drain"]);
             let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
                 .await
-                .unwrap_or_else(|_| panic!("[{}] settling drain did not finish in 120 s:\n{}", self.name, self.log(&label)))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "[{}] settling drain did not finish in 120 s:\n{}",
+                        self.name,
+                        self.log(&label)
+                    )
+                })
                 .unwrap();
-            assert!(status.success(), "[{}] settling drain failed:\n{}", self.name, self.log(&label));
+            assert!(
+                status.success(),
+                "[{}] settling drain failed:\n{}",
+                self.name,
+                self.log(&label)
+            );
             summaries.push(self.summary(&label));
             if self.ledger().await == Some(self.sent as i64) && self.depth().await == (0, 0) {
                 return summaries;
@@ -301,26 +402,49 @@ impl ChaosEnv {
     /// The promise, checked from the database and the queue. When it holds, the table, its
     /// ledger and dead-letter rows and the queue are removed.
     pub async fn assert_exactly_once(&self) {
-        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let one = |sql: String| {
             let client = &client;
-            async move { client.query_one(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get::<_, i64>(0) }
+            async move {
+                client
+                    .query_one(&sql, &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .get::<_, i64>(0)
+            }
         };
         let t = &self.table;
         let good = (self.sent - self.malformed) as i64;
         let rows = one(format!("SELECT count(*) FROM {t}")).await;
         let distinct = one(format!("SELECT count(DISTINCT user_id) FROM {t}")).await;
-        let ledger = one(format!("SELECT count(*) FROM masq.ledger WHERE target_table = '{t}'")).await;
-        let outcome = |o: &str| format!("SELECT count(*) FROM masq.ledger WHERE target_table = '{t}' AND outcome = '{o}'");
+        let ledger = one(format!(
+            "SELECT count(*) FROM masq.ledger WHERE target_table = '{t}'"
+        ))
+        .await;
+        let outcome = |o: &str| {
+            format!(
+                "SELECT count(*) FROM masq.ledger WHERE target_table = '{t}' AND outcome = '{o}'"
+            )
+        };
         let written = one(outcome("written")).await;
         let dead = one(outcome("dead_letter")).await;
         let dropped = one(outcome("dropped")).await;
-        let letters = one(format!("SELECT count(*) FROM masq.dead_letters WHERE target_table = '{t}'")).await;
-        let letter_ids =
-            one(format!("SELECT count(DISTINCT message_id) FROM masq.dead_letters WHERE target_table = '{t}'")).await;
+        let letters = one(format!(
+            "SELECT count(*) FROM masq.dead_letters WHERE target_table = '{t}'"
+        ))
+        .await;
+        let letter_ids = one(format!(
+            "SELECT count(DISTINCT message_id) FROM masq.dead_letters WHERE target_table = '{t}'"
+        ))
+        .await;
         let bodies: Vec<String> = client
-            .query("SELECT body FROM masq.dead_letters WHERE target_table = $1", &[t])
+            .query(
+                "SELECT body FROM masq.dead_letters WHERE target_table = $1",
+                &[t],
+            )
             .await
             .unwrap()
             .iter()
@@ -334,15 +458,35 @@ impl ChaosEnv {
         );
         // user_id is random per message (>100 bits), so equal ids are the same message twice;
         // masked_ip is not unique enough at 100,000 messages (2^32 addresses).
-        assert_eq!(rows, good, "rows != good messages: a message was lost or written twice");
+        assert_eq!(
+            rows, good,
+            "rows != good messages: a message was lost or written twice"
+        );
         assert_eq!(distinct, rows, "a message was written twice");
-        assert_eq!(ledger, self.sent as i64, "the ledger is missing messages: lost");
-        assert_eq!(written + dead + dropped, ledger, "a ledger row with an unknown outcome");
-        assert_eq!((written, dead, dropped), (good, self.malformed as i64, 0), "ledger outcomes");
-        assert_eq!(letters, self.malformed as i64, "dead letters != malformed messages");
+        assert_eq!(
+            ledger, self.sent as i64,
+            "the ledger is missing messages: lost"
+        );
+        assert_eq!(
+            written + dead + dropped,
+            ledger,
+            "a ledger row with an unknown outcome"
+        );
+        assert_eq!(
+            (written, dead, dropped),
+            (good, self.malformed as i64, 0),
+            "ledger outcomes"
+        );
+        assert_eq!(
+            letters, self.malformed as i64,
+            "dead letters != malformed messages"
+        );
         assert_eq!(letter_ids, letters, "a message was dead-lettered twice");
         for body in &bodies {
-            assert!(masq::seed::MALFORMED.contains(&body.as_str()), "a good message was dead-lettered: {body}");
+            assert!(
+                masq::seed::MALFORMED.contains(&body.as_str()),
+                "a good message was dead-lettered: {body}"
+            );
         }
         assert_eq!(depth, (0, 0), "the queue is not empty");
 
@@ -355,7 +499,12 @@ impl ChaosEnv {
             ))
             .await
             .unwrap();
-        let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
+        let _ = self
+            .sqs
+            .delete_queue()
+            .queue_url(&self.queue_url)
+            .send()
+            .await;
     }
 }
 
@@ -371,7 +520,9 @@ impl Drop for ChaosEnv {
 /// `k` distinct, sorted ledger counts spread over (5%, 90%) of `n`, at which to strike.
 pub fn strike_points(n: u64, k: usize, rng: &mut masq::seed::SplitMix) -> Vec<i64> {
     let (lo, hi) = (n / 20, n * 9 / 10);
-    let mut points: Vec<i64> = (0..k).map(|_| (lo + rng.next() % (hi - lo).max(1)) as i64).collect();
+    let mut points: Vec<i64> = (0..k)
+        .map(|_| (lo + rng.next() % (hi - lo).max(1)) as i64)
+        .collect();
     points.sort_unstable();
     points.dedup();
     points

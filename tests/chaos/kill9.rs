@@ -32,11 +32,19 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         );
         child.start_kill().unwrap(); // SIGKILL
         child.wait().await.unwrap();
-        eprintln!("[kill9] killed run {i} past ledger {point}, at {:?}", env.ledger().await);
+        eprintln!(
+            "[kill9] killed run {i} past ledger {point}, at {:?}",
+            env.ledger().await
+        );
     }
 
     let summaries = env.settle().await;
-    let duplicates: u64 = summaries.iter().map(|s| summary_count(s, "duplicates skipped")).sum();
-    eprintln!("[kill9] settled; duplicates skipped after the kills: {duplicates}; drains: {summaries:#?}");
+    let duplicates: u64 = summaries
+        .iter()
+        .map(|s| summary_count(s, "duplicates skipped"))
+        .sum();
+    eprintln!(
+        "[kill9] settled; duplicates skipped after the kills: {duplicates}; drains: {summaries:#?}"
+    );
     env.assert_exactly_once().await;
 }

@@ -22,13 +22,19 @@ impl FaultProxy {
             .expect("python3 runs tools/faultproxy/faultproxy.py");
         // "faultproxy listening on 127.0.0.1:PORT, forwarding to ..."
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).await.unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .await
+            .unwrap();
         let port = line
             .split_once("127.0.0.1:")
             .and_then(|(_, rest)| rest.split(',').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("faultproxy did not start: {line:?}"));
-        let proxy = FaultProxy { port, _child: child };
+        let proxy = FaultProxy {
+            port,
+            _child: child,
+        };
         proxy.configure(config).await;
         proxy
     }
@@ -48,7 +54,9 @@ impl FaultProxy {
     }
 
     async fn call(&self, method: &str, path: &str, body: &str) -> Value {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.expect("faultproxy answers");
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("faultproxy answers");
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: faultproxy\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -57,7 +65,10 @@ impl FaultProxy {
         let mut response = String::new();
         s.read_to_string(&mut response).await.unwrap();
         let (head, json) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "faultproxy refused {method} {path} {body}: {response}");
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "faultproxy refused {method} {path} {body}: {response}"
+        );
         serde_json::from_str(json).expect("JSON from faultproxy")
     }
 }

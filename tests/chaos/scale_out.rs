@@ -20,12 +20,20 @@ async fn three_consumers_on_one_queue_write_each_message_once() {
             .await
             .unwrap_or_else(|_| panic!("consumer {i} did not finish its drain in 300 s"))
             .unwrap();
-        assert!(status.success(), "consumer {i} failed:\n{}", env.log(&label));
+        assert!(
+            status.success(),
+            "consumer {i} failed:\n{}",
+            env.log(&label)
+        );
         let summary = env.summary(&label);
         eprintln!("[scaleout] consumer {i}: {summary}");
         received += summary_count(&summary, "received");
     }
-    assert!(received >= env.sent, "the consumers received {received} of {} messages", env.sent);
+    assert!(
+        received >= env.sent,
+        "the consumers received {received} of {} messages",
+        env.sent
+    );
 
     env.settle().await;
     env.assert_exactly_once().await;

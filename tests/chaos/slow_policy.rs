@@ -18,24 +18,43 @@ async fn heartbeats_keep_a_slow_batch_invisible_past_the_visibility_timeout() {
     let plugin = plugin("slow");
     let spin = format!("spin={SPIN}");
     let metrics = format!("127.0.0.1:{metrics_port}");
-    let mut child = env.command(
-        &sqs_endpoint(),
-        &[
-            "run", "--drain", "--plugin", plugin.to_str().unwrap(), "--policy-config", &spin,
-            "--policy-deadline-ms", "600000", "--visibility-timeout", &VISIBILITY.to_string(),
-            "--batch-size", "10", "--batch-wait-ms", "100", "--workers", "2", "--metrics-addr", &metrics,
-        ],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = env
+        .command(
+            &sqs_endpoint(),
+            &[
+                "run",
+                "--drain",
+                "--plugin",
+                plugin.to_str().unwrap(),
+                "--policy-config",
+                &spin,
+                "--policy-deadline-ms",
+                "600000",
+                "--visibility-timeout",
+                &VISIBILITY.to_string(),
+                "--batch-size",
+                "10",
+                "--batch-wait-ms",
+                "100",
+                "--workers",
+                "2",
+                "--metrics-addr",
+                &metrics,
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // Read the policy's time per batch from /metrics while masq runs.
     let started = Instant::now();
     let mut per_batch = 0.0f64;
     while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(600), "the slow drain took over 10 minutes");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the slow drain took over 10 minutes"
+        );
         if let Some((seconds, batches)) = policy_time(metrics_port).await
             && batches > 0.0
         {
@@ -44,9 +63,15 @@ async fn heartbeats_keep_a_slow_batch_invisible_past_the_visibility_timeout() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "masq failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "masq failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = String::from_utf8(out.stdout).unwrap();
-    eprintln!("[slow] {summary}[slow] policy time per batch {per_batch:.1} s, visibility timeout {VISIBILITY} s");
+    eprintln!(
+        "[slow] {summary}[slow] policy time per batch {per_batch:.1} s, visibility timeout {VISIBILITY} s"
+    );
 
     assert!(
         per_batch > VISIBILITY as f64,
@@ -54,20 +79,36 @@ async fn heartbeats_keep_a_slow_batch_invisible_past_the_visibility_timeout() {
     );
     // Received exactly once each: no message came back while it was being worked on.
     assert_eq!(summary_count(&summary, "received"), env.sent, "{summary}");
-    assert_eq!(summary_count(&summary, "duplicates skipped"), 0, "{summary}");
-    assert_eq!(summary_count(&summary, "written"), env.sent - env.malformed, "{summary}");
+    assert_eq!(
+        summary_count(&summary, "duplicates skipped"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        summary_count(&summary, "written"),
+        env.sent - env.malformed,
+        "{summary}"
+    );
     env.assert_exactly_once().await;
 }
 
 /// (masq_policy_seconds_total, masq_batches_total) from /metrics; None if not answering.
 async fn policy_time(port: u16) -> Option<(f64, f64)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).await.ok()?;
     let value = |name: &str| -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
     };
-    Some((value("masq_policy_seconds_total ")?, value("masq_batches_total ")?))
+    Some((
+        value("masq_policy_seconds_total ")?,
+        value("masq_batches_total ")?,
+    ))
 }

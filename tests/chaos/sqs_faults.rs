@@ -24,12 +24,28 @@ async fn sqs_errors_and_dropped_connections_lose_and_duplicate_nothing() {
     // Not --drain: how fast a drain notices the end under errors is its own test
     // (drain_under_errors); this one waits for the ledger, then stops masq.
     let mut child = env.spawn_run(&proxy.endpoint(), "run", &["--wait-seconds", "1"]);
-    env.wait_for_ledger(env.sent as i64, Duration::from_secs(if full() { 1200 } else { 240 })).await;
+    env.wait_for_ledger(
+        env.sent as i64,
+        Duration::from_secs(if full() { 1200 } else { 240 }),
+    )
+    .await;
     env.stop(&mut child, "run").await;
     let stats = proxy.stats().await;
-    eprintln!("[sqsfaults] run: {}\n[sqsfaults] proxy: {stats}", env.summary("run"));
-    for fault in ["receive_5xx", "receive_throttle", "delete_partial_entries", "drop_before", "drop_after"] {
-        assert!(stats["injected"][fault].as_u64().unwrap() > 0, "no {fault} was injected: {stats}");
+    eprintln!(
+        "[sqsfaults] run: {}\n[sqsfaults] proxy: {stats}",
+        env.summary("run")
+    );
+    for fault in [
+        "receive_5xx",
+        "receive_throttle",
+        "delete_partial_entries",
+        "drop_before",
+        "drop_after",
+    ] {
+        assert!(
+            stats["injected"][fault].as_u64().unwrap() > 0,
+            "no {fault} was injected: {stats}"
+        );
     }
 
     env.settle().await;

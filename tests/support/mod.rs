@@ -15,13 +15,22 @@ use tokio_postgres::Client as PgClient;
 pub const MASQ: &str = env!("CARGO_BIN_EXE_masq");
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 /// A policy built by `just plugins`.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root().join("target/plugins").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `just plugins` (or `just test`, which does)", path.display());
+    let path = repo_root()
+        .join("target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `just plugins` (or `just test`, which does)",
+        path.display()
+    );
     path
 }
 
@@ -62,7 +71,9 @@ impl TestEnv {
         let sqs_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(endpoint())
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
             .load()
             .await;
         let sqs = SqsClient::new(&sqs_config);
@@ -71,13 +82,20 @@ impl TestEnv {
             .queue_name(format!("{name}-{suffix}"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("cannot create a queue at {}: {e:?}; run `just services`", endpoint()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot create a queue at {}: {e:?}; run `just services`",
+                    endpoint()
+                )
+            })
             .queue_url
             .expect("queue url");
 
         let (db, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("cannot reach {}: {e}; run `just services`", database_url()));
+            .unwrap_or_else(|e| {
+                panic!("cannot reach {}: {e}; run `just services`", database_url())
+            });
         tokio::spawn(conn);
 
         let dir = std::env::temp_dir().join(format!("masq-test-{name}-{suffix}"));
@@ -100,9 +118,22 @@ impl TestEnv {
             std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
 
-        let env = TestEnv { sqs, db, queue_url, table: format!("logins_{name}_{suffix}").replace('-', "_"), key_file, key, key_id, dir };
+        let env = TestEnv {
+            sqs,
+            db,
+            queue_url,
+            table: format!("logins_{name}_{suffix}").replace('-', "_"),
+            key_file,
+            key,
+            key_id,
+            dir,
+        };
         let out = env.masq(&["db", "init"]).await;
-        assert!(out.status.success(), "masq db init failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "masq db init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         env
     }
 
@@ -169,7 +200,11 @@ impl TestEnv {
                 .send()
                 .await
                 .expect("send");
-            assert!(out.failed().is_empty(), "SQS refused messages: {:?}", out.failed());
+            assert!(
+                out.failed().is_empty(),
+                "SQS refused messages: {:?}",
+                out.failed()
+            );
         }
     }
 
@@ -186,7 +221,10 @@ impl TestEnv {
             .await
             .unwrap();
         let get = |a: A| out.attributes().unwrap().get(&a).unwrap().parse().unwrap();
-        (get(A::ApproximateNumberOfMessages), get(A::ApproximateNumberOfMessagesNotVisible))
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 
     /// Every row of the table as text columns, sorted.
@@ -219,7 +257,10 @@ impl TestEnv {
     }
 
     pub async fn count(&self, sql_from_where: &str) -> i64 {
-        let sql = format!("SELECT count(*) FROM {}", sql_from_where.replace("$table", &self.table));
+        let sql = format!(
+            "SELECT count(*) FROM {}",
+            sql_from_where.replace("$table", &self.table)
+        );
         self.db.query_one(&sql, &[]).await.unwrap().get(0)
     }
 
@@ -243,7 +284,10 @@ impl TestEnv {
 
     pub async fn ledger_count_of(&self, table: &str) -> i64 {
         self.db
-            .query_one("SELECT count(*) FROM masq.ledger WHERE target_table = $1", &[&table])
+            .query_one(
+                "SELECT count(*) FROM masq.ledger WHERE target_table = $1",
+                &[&table],
+            )
             .await
             .unwrap()
             .get(0)
@@ -253,7 +297,11 @@ impl TestEnv {
     pub fn token(&self, value: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).unwrap();
         mac.update(value.as_bytes());
-        format!("{}:{}", self.key_id, hex::encode(mac.finalize().into_bytes()))
+        format!(
+            "{}:{}",
+            self.key_id,
+            hex::encode(mac.finalize().into_bytes())
+        )
     }
 }
 
@@ -275,7 +323,13 @@ pub struct LoginRow {
 }
 
 /// A well-formed login body.
-pub fn login(user_id: &str, ip: &str, device_id: &str, app_version: &str, locale: Option<&str>) -> String {
+pub fn login(
+    user_id: &str,
+    ip: &str,
+    device_id: &str,
+    app_version: &str,
+    locale: Option<&str>,
+) -> String {
     serde_json::json!({
         "user_id": user_id, "app_version": app_version, "device_type": "android",
         "ip": ip, "locale": locale, "device_id": device_id
@@ -351,14 +405,22 @@ pub fn tempdir(name: &str) -> PathBuf {
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The body of a plain HTTP GET to 127.0.0.1:port.
 pub async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("metrics endpoint");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("metrics endpoint");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out

@@ -11,7 +11,9 @@ pub struct ActivePolicy {
 
 impl ActivePolicy {
     pub fn new(host: PolicyHost) -> ActivePolicy {
-        ActivePolicy { current: RwLock::new(Arc::new(host)) }
+        ActivePolicy {
+            current: RwLock::new(Arc::new(host)),
+        }
     }
 
     pub fn current(&self) -> Arc<PolicyHost> {
@@ -20,7 +22,10 @@ impl ActivePolicy {
 
     /// Puts `host` in service and returns the version it replaced.
     pub fn replace(&self, host: PolicyHost) -> Arc<PolicyHost> {
-        std::mem::replace(&mut *self.current.write().expect("policy lock"), Arc::new(host))
+        std::mem::replace(
+            &mut *self.current.write().expect("policy lock"),
+            Arc::new(host),
+        )
     }
 }
 
@@ -37,7 +42,9 @@ const PER_BATCH: usize = 4;
 
 impl Canary {
     pub fn new() -> Canary {
-        Canary { records: Mutex::new(VecDeque::with_capacity(CANARY_SIZE)) }
+        Canary {
+            records: Mutex::new(VecDeque::with_capacity(CANARY_SIZE)),
+        }
     }
 
     pub fn remember(&self, batch: &[Record]) {
@@ -51,6 +58,11 @@ impl Canary {
     }
 
     pub fn sample(&self) -> Vec<Record> {
-        self.records.lock().expect("canary lock").iter().cloned().collect()
+        self.records
+            .lock()
+            .expect("canary lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 }

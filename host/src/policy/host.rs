@@ -59,16 +59,34 @@ const ALLOWED_IMPORTS: &[&str] = &[
 ];
 
 /// Refuses a component that imports anything not on the allowlist, naming each import.
-fn check_imports(engine: &Engine, component: &Component, origin: &str) -> anyhow::Result<Vec<String>> {
-    let imports: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect();
-    let forbidden: Vec<&String> =
-        imports.iter().filter(|name| !ALLOWED_IMPORTS.iter().any(|allowed| name.starts_with(allowed))).collect();
+fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    origin: &str,
+) -> anyhow::Result<Vec<String>> {
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let forbidden: Vec<&String> = imports
+        .iter()
+        .filter(|name| {
+            !ALLOWED_IMPORTS
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
+        })
+        .collect();
     if !forbidden.is_empty() {
         bail!(
             "policy {origin} imports {}, which masq does not grant: a policy gets masq:policy/pseudonym, \
              masq:policy/seal, masq:policy/log and WASI without files, sockets or environment. \
              Rebuild it without that import (componentize-py: --stub-wasi; componentize-js: disableFeatures)",
-            forbidden.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            forbidden
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(imports)
@@ -134,16 +152,24 @@ impl PolicyRuntime {
                 Ok(cache) => {
                     config.cache(Some(cache));
                 }
-                Err(e) => tracing::warn!(error = %e, "compile cache unavailable; policies compile on every load"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "compile cache unavailable; policies compile on every load")
+                }
             }
         }
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
         let mut linker: Linker<Sandbox> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
         PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("cannot link masq's imports: {e:#}"))?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(PolicyRuntime { engine, linker, _ticker: ticker })
+        Ok(PolicyRuntime {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
     }
 }
 
@@ -220,19 +246,26 @@ impl PolicyHost {
             loaded_at: SystemTime::now(),
         };
         let load_started = Instant::now();
-        let (mut store, plugin) =
-            host.instantiate(load_started).map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
+        let (mut store, plugin) = host
+            .instantiate(load_started)
+            .map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
         let info = plugin
             .masq_policy_policy()
             .call_describe(&mut store)
-            .map_err(|e| anyhow::anyhow!("policy {origin}: `describe` failed: {}", host.classify(e, &store, load_started)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "policy {origin}: `describe` failed: {}",
+                    host.classify(e, &store, load_started)
+                )
+            })?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             bail!("policy {origin}: `describe` must return a name and a version");
         }
         host.name = Arc::from(info.name.as_str());
         host.info = info;
-        host.writes =
-            host.configure(&mut store, &plugin, load_started).map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
+        host.writes = host
+            .configure(&mut store, &plugin, load_started)
+            .map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
         tracing::debug!(
             policy = %host.info.name,
             version = %host.info.version,
@@ -285,7 +318,10 @@ impl PolicyHost {
             tracing::warn!(policy = %self.name, dropped = store.data().log_dropped, "policy logged too much; lines dropped");
         }
         if outcomes.len() != batch.len() {
-            return Err(BatchError::WrongCount { got: outcomes.len(), expected: batch.len() });
+            return Err(BatchError::WrongCount {
+                got: outcomes.len(),
+                expected: batch.len(),
+            });
         }
         Ok(outcomes)
     }
@@ -317,7 +353,11 @@ impl PolicyHost {
         if let Outcome::Keep(fields) = &outcome {
             let o = &self.options;
             if fields.len() > o.max_fields {
-                return Err(BatchError::Output(format!("{} fields, more than the {} allowed", fields.len(), o.max_fields)));
+                return Err(BatchError::Output(format!(
+                    "{} fields, more than the {} allowed",
+                    fields.len(),
+                    o.max_fields
+                )));
             }
             for f in fields {
                 if f.name.is_empty() || f.name.len() > 63 {
@@ -342,18 +382,35 @@ impl PolicyHost {
     }
 
     fn instantiate(&self, started: Instant) -> Result<(Store<Sandbox>, PolicyPlugin), BatchError> {
-        let sandbox = Sandbox::new(self.keys.current(), self.name.clone(), self.options.memory_limit);
+        let sandbox = Sandbox::new(
+            self.keys.current(),
+            self.name.clone(),
+            self.options.memory_limit,
+        );
         let mut store = Store::new(&self.runtime.engine, sandbox);
         store.limiter(|s| s);
-        let ticks = self.options.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        let ticks = self
+            .options
+            .deadline
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis()) as u64
+            + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let plugin = self.pre.instantiate(&mut store).map_err(|e| self.classify(e, &store, started))?;
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(e, &store, started))?;
         Ok((store, plugin))
     }
 
     /// Configures an instance; returns the fields this configuration writes.
-    fn configure(&self, store: &mut Store<Sandbox>, plugin: &PolicyPlugin, started: Instant) -> Result<Vec<String>, BatchError> {
+    fn configure(
+        &self,
+        store: &mut Store<Sandbox>,
+        plugin: &PolicyPlugin,
+        started: Instant,
+    ) -> Result<Vec<String>, BatchError> {
         plugin
             .masq_policy_policy()
             .call_configure(&mut *store, &self.options.config)
@@ -361,14 +418,31 @@ impl PolicyHost {
             .map_err(BatchError::Configure)
     }
 
-    fn classify(&self, error: wasmtime::Error, store: &Store<Sandbox>, started: Instant) -> BatchError {
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        store: &Store<Sandbox>,
+        started: Instant,
+    ) -> BatchError {
         if let Some(asked) = store.data().memory_denied {
-            return BatchError::OutOfMemory { asked, limit: self.options.memory_limit };
+            return BatchError::OutOfMemory {
+                asked,
+                limit: self.options.memory_limit,
+            };
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => BatchError::Deadline { limit: self.options.deadline, after: started.elapsed() },
+            Some(Trap::Interrupt) => BatchError::Deadline {
+                limit: self.options.deadline,
+                after: started.elapsed(),
+            },
             Some(trap) => BatchError::Trap(trap.to_string()),
-            None => BatchError::Trap(format!("{error:#}").lines().next().unwrap_or_default().to_string()),
+            None => BatchError::Trap(
+                format!("{error:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
         }
     }
 }
@@ -380,7 +454,9 @@ fn compile_cache_dir() -> Option<std::path::PathBuf> {
         Some(v) => Some(v.into()),
         None => std::env::var_os("XDG_CACHE_HOME")
             .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
             .map(|d| d.join("masq")),
     }
 }

@@ -28,7 +28,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(pseudonymizer: Arc<Pseudonymizer>, policy_name: Arc<str>, memory_limit: usize) -> Sandbox {
+    pub fn new(
+        pseudonymizer: Arc<Pseudonymizer>,
+        policy_name: Arc<str>,
+        memory_limit: usize,
+    ) -> Sandbox {
         Sandbox {
             wasi: None,
             table: ResourceTable::new(),
@@ -49,9 +53,16 @@ impl WasiView for Sandbox {
         // sockets or name lookups, stdio closed. Clocks and random stay (harmless, and
         // language runtimes need them to start).
         let ctx = self.wasi.get_or_insert_with(|| {
-            WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build()
+            WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
         });
-        WasiCtxView { ctx, table: &mut self.table }
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -65,7 +76,12 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 impl ResourceLimiter for Sandbox {
     // Counts every memory of the component together: several memories must not add up to
     // more than the cap one memory is allowed.
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.memory_used - current + desired;
         if total > self.memory_limit {
             self.memory_denied = Some(total);
@@ -80,7 +96,12 @@ impl ResourceLimiter for Sandbox {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
@@ -111,7 +132,9 @@ impl seal::Host for Sandbox {
             Some(token) => Ok(token),
             // Unreachable through `PolicyHost::from_bytes`, which refuses a policy importing
             // `seal` without keys; a trap fails the batch rather than storing a raw value.
-            None => wasmtime::bail!("masq:policy/seal called without a key file (masq runs --unkeyed)"),
+            None => {
+                wasmtime::bail!("masq:policy/seal called without a key file (masq runs --unkeyed)")
+            }
         }
     }
 }

@@ -39,19 +39,35 @@ pub struct PolicyLoader {
 impl PolicyLoader {
     /// Loads and checks a version: pinned digest, the world, `describe`, `configure`, the
     /// table's columns, and (when given) a canary batch of recent records it must not trap on.
-    pub fn load(&self, bytes: &[u8], origin: &str, canary: &[super::Record]) -> anyhow::Result<PolicyHost> {
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        origin: &str,
+        canary: &[super::Record],
+    ) -> anyhow::Result<PolicyHost> {
         if let Some(pin) = &self.pin {
             let actual = hex::encode(Sha256::digest(bytes));
             if !actual.eq_ignore_ascii_case(pin) {
-                bail!("policy {origin} has SHA-256 {actual}, but --plugin-sha256 pins {pin}; refusing it");
+                bail!(
+                    "policy {origin} has SHA-256 {actual}, but --plugin-sha256 pins {pin}; refusing it"
+                );
             }
         }
-        let host = PolicyHost::from_bytes(self.runtime.clone(), bytes, origin, self.options.clone(), self.keys.clone())?;
+        let host = PolicyHost::from_bytes(
+            self.runtime.clone(),
+            bytes,
+            origin,
+            self.options.clone(),
+            self.keys.clone(),
+        )?;
         self.schema.check_writes(&host.info().name, host.writes())?;
         if !canary.is_empty()
             && let Err(e) = host.transform(canary)
         {
-            bail!("policy {origin} failed on a canary batch of {} recent records: {e}", canary.len());
+            bail!(
+                "policy {origin} failed on a canary batch of {} recent records: {e}",
+                canary.len()
+            );
         }
         Ok(host)
     }
@@ -68,7 +84,12 @@ struct Fingerprint {
 
 fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Fingerprint { dev: m.dev(), ino: m.ino(), len: m.len(), mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec() })
+    Some(Fingerprint {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+    })
 }
 
 /// Waits until the file stops changing; `None` while it is missing (mid-rename).
@@ -96,7 +117,8 @@ pub struct Reloader {
 
 impl Reloader {
     pub async fn watch(self, stop: CancellationToken) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; reloads happen on file changes only");
@@ -143,7 +165,8 @@ impl Reloader {
                     continue;
                 }
                 Err(e) => {
-                    self.refuse(&format!("cannot read policy {origin}: {e}")).await;
+                    self.refuse(&format!("cannot read policy {origin}: {e}"))
+                        .await;
                     return seen;
                 }
             };
@@ -157,9 +180,10 @@ impl Reloader {
             let loader = self.loader.clone();
             let canary = self.canary.sample();
             let origin_for_load = origin.clone();
-            let checked = tokio::task::spawn_blocking(move || loader.load(&bytes, &origin_for_load, &canary))
-                .await
-                .expect("policy checks cannot panic the host");
+            let checked =
+                tokio::task::spawn_blocking(move || loader.load(&bytes, &origin_for_load, &canary))
+                    .await
+                    .expect("policy checks cannot panic the host");
             match checked {
                 Ok(host) => {
                     let old = self.active.replace(host);
@@ -173,7 +197,14 @@ impl Reloader {
                         ms = started.elapsed().as_millis() as u64,
                         "policy swapped; batches in flight finish on the old version"
                     );
-                    self.events.record("swapped", Some(&new), self.loader.keys.current().key_id(), "").await;
+                    self.events
+                        .record(
+                            "swapped",
+                            Some(&new),
+                            self.loader.keys.current().key_id(),
+                            "",
+                        )
+                        .await;
                     return seen;
                 }
                 // Changed while we checked it: a copy in progress; look again.
@@ -198,7 +229,9 @@ impl Reloader {
             sha256 = %current.digest(),
             "new policy refused, old one keeps serving: {why}"
         );
-        self.events.record("refused", Some(&current), None, why).await;
+        self.events
+            .record("refused", Some(&current), None, why)
+            .await;
     }
 
     async fn reload_keys(&self, key_file: &Path) -> Option<Fingerprint> {
@@ -212,12 +245,21 @@ impl Reloader {
                 self.loader.keys.replace(p);
                 Counters::inc(&self.counters.key_reloads, 1);
                 tracing::info!(key_id = ?id, "key file reloaded; new batches use its active key");
-                self.events.record("key_rotated", Some(&self.active.current()), id.as_deref(), "").await;
+                self.events
+                    .record(
+                        "key_rotated",
+                        Some(&self.active.current()),
+                        id.as_deref(),
+                        "",
+                    )
+                    .await;
             }
             Err(e) => {
                 Counters::inc(&self.counters.key_refusals, 1);
                 tracing::error!("new key file refused, old key keeps serving: {e:#}");
-                self.events.record("key_refused", None, None, &format!("{e:#}")).await;
+                self.events
+                    .record("key_refused", None, None, &format!("{e:#}"))
+                    .await;
             }
         }
         seen

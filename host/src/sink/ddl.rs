@@ -73,10 +73,12 @@ pub fn login_table(table: &TableName) -> String {
 /// `CREATE ... IF NOT EXISTS` alone can still collide on the catalog.
 pub async fn init(client: &mut Client, table: &TableName) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(7403511)", &[]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7403511)", &[])
+        .await?;
     tx.batch_execute(MASQ_TABLES).await?;
     if let Some(schema) = &table.schema {
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
     }
     tx.batch_execute(&login_table(table)).await?;
     tx.commit().await?;

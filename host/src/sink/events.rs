@@ -26,7 +26,13 @@ impl EventLog {
     }
 
     /// Records an event. A failure is logged, never fatal: the event is also in the log.
-    pub async fn record(&self, event: &str, policy: Option<&PolicyHost>, key_id: Option<&str>, detail: &str) {
+    pub async fn record(
+        &self,
+        event: &str,
+        policy: Option<&PolicyHost>,
+        key_id: Option<&str>,
+        detail: &str,
+    ) {
         let result = async {
             let client = connect(&self.database_url).await?;
             client
@@ -74,7 +80,11 @@ pub async fn status(database_url: &str, table: &str) -> anyhow::Result<String> {
     }
     for row in &serving {
         let event: &str = row.get(1);
-        let state = if event == "stopped" { "stopped" } else { "serving" };
+        let state = if event == "stopped" {
+            "stopped"
+        } else {
+            "serving"
+        };
         let _ = writeln!(
             out,
             "{} {state}: policy {} {} (sha256 {}), key {}, since {}",

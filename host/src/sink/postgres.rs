@@ -93,7 +93,9 @@ impl PostgresSink {
         let client = connect(url).await?;
         let missing_tables = |e: tokio_postgres::Error| {
             if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
-                anyhow!("masq's ledger and dead-letter tables are missing: run `masq db init` first")
+                anyhow!(
+                    "masq's ledger and dead-letter tables are missing: run `masq db init` first"
+                )
             } else {
                 anyhow!("cannot prepare masq's statements: {e}")
             }
@@ -119,7 +121,13 @@ impl PostgresSink {
             .await
             .map_err(missing_tables)?;
         let target = schema.table.to_string();
-        Ok(PostgresSink { client, schema, target, claim, dead_letter })
+        Ok(PostgresSink {
+            client,
+            schema,
+            target,
+            claim,
+            dead_letter,
+        })
     }
 
     pub(super) fn client(&self) -> &Client {
@@ -145,11 +153,17 @@ impl PostgresSink {
 
     /// Writes a batch in one transaction. Message ids must be unique within `items`.
     /// On return the batch is committed and every message in it may be acknowledged.
-    pub async fn write(&mut self, items: &[Item], provenance: &Provenance) -> anyhow::Result<WriteReport> {
-        let columns = self.schema.columns_written(items.iter().filter_map(|item| match &item.verdict {
-            Verdict::Row(fields) => Some(fields.as_slice()),
-            _ => None,
-        }));
+    pub async fn write(
+        &mut self,
+        items: &[Item],
+        provenance: &Provenance,
+    ) -> anyhow::Result<WriteReport> {
+        let columns =
+            self.schema
+                .columns_written(items.iter().filter_map(|item| match &item.verdict {
+                    Verdict::Row(fields) => Some(fields.as_slice()),
+                    _ => None,
+                }));
         let mut prepared: Vec<Prepared> = items
             .iter()
             .map(|item| match &item.verdict {
@@ -177,10 +191,12 @@ impl PostgresSink {
     /// `batch::verdict_json`), with misfits shown as sink dead letters and messages the
     /// ledger already has shown as duplicates. Reads the ledger, writes nothing.
     pub async fn preview(&self, items: &[Item]) -> anyhow::Result<Vec<serde_json::Value>> {
-        let columns = self.schema.columns_written(items.iter().filter_map(|item| match &item.verdict {
-            Verdict::Row(fields) => Some(fields.as_slice()),
-            _ => None,
-        }));
+        let columns =
+            self.schema
+                .columns_written(items.iter().filter_map(|item| match &item.verdict {
+                    Verdict::Row(fields) => Some(fields.as_slice()),
+                    _ => None,
+                }));
         let ids: Vec<&str> = items.iter().map(|i| i.message.id.as_str()).collect();
         let known: HashSet<String> = self
             .client
@@ -203,7 +219,13 @@ impl PostgresSink {
                 match &item.verdict {
                     Verdict::Row(fields) => match self.schema.cells(fields, &columns) {
                         Ok(_) => verdict_json(id, &item.verdict),
-                        Err(reason) => verdict_json(id, &Verdict::Dead { stage: Stage::Sink, reason }),
+                        Err(reason) => verdict_json(
+                            id,
+                            &Verdict::Dead {
+                                stage: Stage::Sink,
+                                reason,
+                            },
+                        ),
                     },
                     other => verdict_json(id, other),
                 }
@@ -228,7 +250,15 @@ impl PostgresSink {
         let claimed: HashSet<String> = tx
             .query(
                 &self.claim,
-                &[&self.target, &provenance.name, &provenance.version, &provenance.digest, &ids, &outcomes, &sent],
+                &[
+                    &self.target,
+                    &provenance.name,
+                    &provenance.version,
+                    &provenance.digest,
+                    &ids,
+                    &outcomes,
+                    &sent,
+                ],
             )
             .await?
             .into_iter()
@@ -247,23 +277,35 @@ impl PostgresSink {
             let insert = if columns.is_empty() {
                 format!("INSERT INTO {table} DEFAULT VALUES")
             } else {
-                let params = (1..=columns.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+                let params = (1..=columns.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 format!("INSERT INTO {table} ({column_list}) VALUES ({params})")
             };
             let insert = tx.prepare(&insert).await?;
             for i in 0..items.len() {
-                let Prepared::Row(cells) = &prepared[i] else { continue };
+                let Prepared::Row(cells) = &prepared[i] else {
+                    continue;
+                };
                 if !fresh(i) {
                     continue;
                 }
-                let params: Vec<&(dyn ToSql + Sync)> = cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
                 let sp = tx.savepoint("masq_row").await?;
                 match sp.execute(&insert, &params).await {
                     Ok(_) => sp.commit().await?,
                     Err(e) if is_data_error(&e) => {
                         sp.rollback().await?;
-                        let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-                        prepared[i] = Prepared::Dead(Stage::Sink, format!("PostgreSQL refused the row: {why}"));
+                        let why = e
+                            .as_db_error()
+                            .map(|d| d.message().to_string())
+                            .unwrap_or_else(|| e.to_string());
+                        prepared[i] = Prepared::Dead(
+                            Stage::Sink,
+                            format!("PostgreSQL refused the row: {why}"),
+                        );
                         tx.execute(
                             "UPDATE masq.ledger SET outcome = 'dead_letter' WHERE target_table = $1 AND message_id = $2",
                             &[&self.target, &items[i].message.id],
@@ -273,10 +315,19 @@ impl PostgresSink {
                     Err(e) => return Err(e),
                 }
             }
-        } else if prepared.iter().enumerate().any(|(i, p)| matches!(p, Prepared::Row(_)) && fresh(i)) {
-            let types: Vec<Type> = columns.iter().map(|&c| self.schema.columns[c].ty.clone()).collect();
+        } else if prepared
+            .iter()
+            .enumerate()
+            .any(|(i, p)| matches!(p, Prepared::Row(_)) && fresh(i))
+        {
+            let types: Vec<Type> = columns
+                .iter()
+                .map(|&c| self.schema.columns[c].ty.clone())
+                .collect();
             let sink = tx
-                .copy_in(&format!("COPY {table} ({column_list}) FROM STDIN (FORMAT binary)"))
+                .copy_in(&format!(
+                    "COPY {table} ({column_list}) FROM STDIN (FORMAT binary)"
+                ))
                 .await?;
             let writer = BinaryCopyInWriter::new(sink, &types);
             pin_mut!(writer);
@@ -284,7 +335,8 @@ impl PostgresSink {
                 if let Prepared::Row(cells) = p
                     && fresh(i)
                 {
-                    let row: Vec<&(dyn ToSql + Sync)> = cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                    let row: Vec<&(dyn ToSql + Sync)> =
+                        cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
                     writer.as_mut().write(&row).await?;
                 }
             }
@@ -330,5 +382,6 @@ impl PostgresSink {
 /// Errors caused by the data (class 22 data exception, class 23 integrity constraint), as
 /// opposed to the connection or the server: only these are worth retrying row by row.
 fn is_data_error(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23"))
+    e.code()
+        .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23"))
 }

@@ -52,7 +52,12 @@ impl PostgresSink {
     }
 
     /// Applies new verdicts to dead letters (`items[i]` belongs to `dead[i]`).
-    pub async fn replay(&mut self, dead: &[DeadLetter], items: &[Item], provenance: &Provenance) -> anyhow::Result<ReplayReport> {
+    pub async fn replay(
+        &mut self,
+        dead: &[DeadLetter],
+        items: &[Item],
+        provenance: &Provenance,
+    ) -> anyhow::Result<ReplayReport> {
         let mut report = ReplayReport::default();
         let schema = self.schema();
         let target = self.target().to_string();
@@ -77,7 +82,10 @@ impl PostgresSink {
             if let Verdict::Row(fields) = &verdict
                 && let Err(reason) = schema.cells(fields, &columns)
             {
-                verdict = Verdict::Dead { stage: crate::batch::Stage::Sink, reason };
+                verdict = Verdict::Dead {
+                    stage: crate::batch::Stage::Sink,
+                    reason,
+                };
             }
             let outcome = match &verdict {
                 Verdict::Row(_) => "written",
@@ -98,21 +106,32 @@ impl PostgresSink {
                     // The ledger says this message was already written: only the stale dead
                     // letter remains to clean up.
                     sp.rollback().await?;
-                    tx.execute("DELETE FROM masq.dead_letters WHERE id = $1", &[&letter.id]).await?;
+                    tx.execute("DELETE FROM masq.dead_letters WHERE id = $1", &[&letter.id])
+                        .await?;
                     report.skipped += 1;
                     continue;
                 }
                 let inserted = match &verdict {
                     Verdict::Row(fields) => {
                         let cells = schema.cells(fields, &columns).expect("checked above");
-                        let names: Vec<String> = columns.iter().map(|&c| format!("\"{}\"", schema.columns[c].name)).collect();
-                        let params: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+                        let names: Vec<String> = columns
+                            .iter()
+                            .map(|&c| format!("\"{}\"", schema.columns[c].name))
+                            .collect();
+                        let params: Vec<String> =
+                            (1..=columns.len()).map(|n| format!("${n}")).collect();
                         let sql = if columns.is_empty() {
                             format!("INSERT INTO {} DEFAULT VALUES", schema.table.quoted())
                         } else {
-                            format!("INSERT INTO {} ({}) VALUES ({})", schema.table.quoted(), names.join(", "), params.join(", "))
+                            format!(
+                                "INSERT INTO {} ({}) VALUES ({})",
+                                schema.table.quoted(),
+                                names.join(", "),
+                                params.join(", ")
+                            )
                         };
-                        let values: Vec<&(dyn ToSql + Sync)> = cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+                        let values: Vec<&(dyn ToSql + Sync)> =
+                            cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
                         sp.execute(&sql, &values).await
                     }
                     _ => Ok(0),
@@ -120,7 +139,8 @@ impl PostgresSink {
                 match inserted {
                     Ok(_) => {
                         sp.commit().await?;
-                        tx.execute("DELETE FROM masq.dead_letters WHERE id = $1", &[&letter.id]).await?;
+                        tx.execute("DELETE FROM masq.dead_letters WHERE id = $1", &[&letter.id])
+                            .await?;
                         if outcome == "written" {
                             report.written += 1;
                         } else {
@@ -130,7 +150,10 @@ impl PostgresSink {
                     }
                     Err(e) => {
                         sp.rollback().await?;
-                        let why = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+                        let why = e
+                            .as_db_error()
+                            .map(|d| d.message().to_string())
+                            .unwrap_or_else(|| e.to_string());
                         verdict = Verdict::Dead {
                             stage: crate::batch::Stage::Sink,
                             reason: format!("PostgreSQL refused the row: {why}"),

@@ -25,14 +25,20 @@ impl TableName {
         let ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 63
-                && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         };
         match parts.as_slice() {
-            [name] if ok(name) => Ok(TableName { schema: None, name: name.to_string() }),
-            [schema, name] if ok(schema) && ok(name) => {
-                Ok(TableName { schema: Some(schema.to_string()), name: name.to_string() })
-            }
+            [name] if ok(name) => Ok(TableName {
+                schema: None,
+                name: name.to_string(),
+            }),
+            [schema, name] if ok(schema) && ok(name) => Ok(TableName {
+                schema: Some(schema.to_string()),
+                name: name.to_string(),
+            }),
             _ => bail!(
                 "table name '{raw}' is not `table` or `schema.table` made of letters, digits and '_'"
             ),
@@ -92,7 +98,11 @@ pub enum Cell {
 }
 
 impl ToSql for Cell {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         match self {
             Cell::Null => Ok(IsNull::Yes),
             Cell::Bool(v) => v.to_sql(ty, out),
@@ -162,10 +172,18 @@ impl TableSchema {
                 let ty = Type::from_oid(oid).unwrap_or(Type::UNKNOWN);
                 let max_chars = (matches!(ty, Type::VARCHAR | Type::BPCHAR) && typmod > 4)
                     .then(|| (typmod - 4) as usize);
-                Column { name: row.get(0), ty, max_chars, not_null: row.get(3) }
+                Column {
+                    name: row.get(0),
+                    ty,
+                    max_chars,
+                    not_null: row.get(3),
+                }
             })
             .collect();
-        Ok(TableSchema { table: table.clone(), columns })
+        Ok(TableSchema {
+            table: table.clone(),
+            columns,
+        })
     }
 
     /// Checks that every field a policy says it writes is a column of a type masq can write.
@@ -176,7 +194,11 @@ impl TableSchema {
                     "policy {policy} writes field '{field}', but table {} has no such column (it has {}). \
                      Add the column, or pick the table with --table",
                     self.table,
-                    self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    self.columns
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Some(c) if !supported(&c.ty) => bail!(
                     "policy {policy} writes column {}.{} of type {}, which masq cannot write; use \
@@ -210,7 +232,10 @@ impl TableSchema {
         let mut problems = Vec::new();
         for field in fields {
             if !self.columns.iter().any(|c| c.name == field.name) {
-                problems.push(format!("field '{}' has no column in table {}", field.name, self.table));
+                problems.push(format!(
+                    "field '{}' has no column in table {}",
+                    field.name, self.table
+                ));
             }
         }
         let mut cells = Vec::with_capacity(columns.len());
@@ -219,7 +244,10 @@ impl TableSchema {
             let mut matching = fields.iter().filter(|f| f.name == column.name);
             let value = matching.next().map(|f| &f.value).unwrap_or(&Value::Null);
             if matching.next().is_some() {
-                problems.push(format!("field '{}' appears twice in the policy's output", column.name));
+                problems.push(format!(
+                    "field '{}' appears twice in the policy's output",
+                    column.name
+                ));
                 continue;
             }
             match to_cell(value, column) {
@@ -227,7 +255,11 @@ impl TableSchema {
                 Err(why) => problems.push(format!("field '{}': {why}", column.name)),
             }
         }
-        if problems.is_empty() { Ok(cells) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(cells)
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -245,7 +277,9 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
         format!("{what} does not fit column type {ty}")
     };
     let cell = match value {
-        Value::Null if column.not_null => return Err("null, but the column is NOT NULL".to_string()),
+        Value::Null if column.not_null => {
+            return Err("null, but the column is NOT NULL".to_string());
+        }
         Value::Null => Cell::Null,
         Value::Boolean(b) if *ty == Type::BOOL => Cell::Bool(*b),
         Value::Integer(i) if *ty == Type::INT2 => {
@@ -261,7 +295,9 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
         Value::Float(f) if *ty == Type::FLOAT4 => Cell::F32(*f as f32),
         Value::Text(s) if [Type::TEXT, Type::VARCHAR, Type::BPCHAR].contains(ty) => {
             if s.contains('\0') {
-                return Err("contains a NUL character, which PostgreSQL text cannot hold".to_string());
+                return Err(
+                    "contains a NUL character, which PostgreSQL text cannot hold".to_string(),
+                );
             }
             if let Some(max) = column.max_chars {
                 let chars = s.chars().count();
@@ -281,8 +317,9 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
                 .with_timezone(&Utc),
         ),
         Value::Text(s) if *ty == Type::TIMESTAMP => Cell::Timestamp(
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-                .map_err(|_| format!("'{}' is not a timestamp (YYYY-MM-DDTHH:MM:SS)", truncate(s)))?,
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| {
+                format!("'{}' is not a timestamp (YYYY-MM-DDTHH:MM:SS)", truncate(s))
+            })?,
         ),
         Value::Json(j) if [Type::JSON, Type::JSONB].contains(ty) => {
             Cell::Json(serde_json::from_str(j).map_err(|e| format!("not valid JSON: {e}"))?)
@@ -301,7 +338,11 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
 
 /// At most 40 characters of a value, for error messages (never the whole of a huge value).
 fn truncate(s: &str) -> String {
-    if s.chars().count() <= 40 { s.to_string() } else { format!("{}...", s.chars().take(40).collect::<String>()) }
+    if s.chars().count() <= 40 {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(40).collect::<String>())
+    }
 }
 
 #[cfg(test)]
@@ -330,13 +371,22 @@ mod tests {
     }
 
     fn field(name: &str, value: Value) -> Field {
-        Field { name: name.into(), value }
+        Field {
+            name: name.into(),
+            value,
+        }
     }
 
     #[test]
     fn table_names_are_plain_identifiers() {
-        assert_eq!(TableName::parse("user_logins").unwrap().quoted(), "\"user_logins\"");
-        assert_eq!(TableName::parse("app.logins").unwrap().quoted(), "\"app\".\"logins\"");
+        assert_eq!(
+            TableName::parse("user_logins").unwrap().quoted(),
+            "\"user_logins\""
+        );
+        assert_eq!(
+            TableName::parse("app.logins").unwrap().quoted(),
+            "\"app\".\"logins\""
+        );
         for bad in ["", "a.b.c", "x;drop", "1abc", "a\"b", "a b"] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
         }
@@ -385,9 +435,15 @@ mod tests {
             reason(vec![field("foo", Value::Text("oops".into()))]),
             "field 'foo' has no column in table user_logins"
         );
-        assert!(reason(vec![field("create_date", Value::Text("yesterday".into()))]).contains("is not a date"));
+        assert!(
+            reason(vec![field("create_date", Value::Text("yesterday".into()))])
+                .contains("is not a date")
+        );
         assert!(reason(vec![field("locale", Value::Text("a\0b".into()))]).contains("NUL"));
         // Unicode counts as characters, like PostgreSQL does, not bytes.
-        assert!(s.cells(&[field("device_type", Value::Text("é".repeat(32)))], &[1]).is_ok());
+        assert!(
+            s.cells(&[field("device_type", Value::Text("é".repeat(32)))], &[1])
+                .is_ok()
+        );
     }
 }

@@ -8,8 +8,8 @@ use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use std::time::Duration;
 
@@ -28,14 +28,23 @@ pub struct SqsSource {
 
 /// The AWS client from the standard chain (AWS_ENDPOINT_URL, AWS_REGION, credentials).
 pub async fn client() -> anyhow::Result<(Client, String)> {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     if config.region().is_none() {
-        bail!("no AWS region: set AWS_REGION (e.g. AWS_REGION=us-east-1; any name works for a local SQS server)");
+        bail!(
+            "no AWS region: set AWS_REGION (e.g. AWS_REGION=us-east-1; any name works for a local SQS server)"
+        );
     }
     let endpoint = config
         .endpoint_url()
         .map(str::to_string)
-        .unwrap_or_else(|| format!("the AWS SQS endpoint of {}", config.region().expect("checked above")));
+        .unwrap_or_else(|| {
+            format!(
+                "the AWS SQS endpoint of {}",
+                config.region().expect("checked above")
+            )
+        });
     Ok((Client::new(&config), endpoint))
 }
 
@@ -43,7 +52,11 @@ impl SqsSource {
     /// Connects and checks the queue answers, so a wrong URL fails at start, not in a loop.
     pub async fn connect(queue_url: &str) -> anyhow::Result<SqsSource> {
         let (client, endpoint) = client().await?;
-        let source = SqsSource { client, queue_url: queue_url.to_string(), endpoint };
+        let source = SqsSource {
+            client,
+            queue_url: queue_url.to_string(),
+            endpoint,
+        };
         source.depth().await?;
         Ok(source)
     }
@@ -86,7 +99,11 @@ impl SqsSource {
     }
 
     /// One long-poll receive of up to ten messages.
-    pub async fn receive(&self, wait_seconds: i32, visibility_timeout: i32) -> anyhow::Result<Vec<Message>> {
+    pub async fn receive(
+        &self,
+        wait_seconds: i32,
+        visibility_timeout: i32,
+    ) -> anyhow::Result<Vec<Message>> {
         let out = self
             .client
             .receive_message()
@@ -102,15 +119,21 @@ impl SqsSource {
         let mut messages = Vec::with_capacity(out.messages().len());
         for m in out.messages() {
             let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
-                tracing::warn!("SQS returned a message without id or receipt handle; skipped, it will reappear");
+                tracing::warn!(
+                    "SQS returned a message without id or receipt handle; skipped, it will reappear"
+                );
                 continue;
             };
-            let attribute = |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name));
+            let attribute =
+                |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name));
             let sent_ms = attribute(MessageSystemAttributeName::SentTimestamp)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| {
                     // Only a broken server omits it; the date then is the receive date, said loudly.
-                    tracing::warn!(message_id = id, "message has no SentTimestamp; using the time of receipt");
+                    tracing::warn!(
+                        message_id = id,
+                        "message has no SentTimestamp; using the time of receipt"
+                    );
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_millis() as u64)
@@ -179,7 +202,10 @@ impl SqsSource {
             failed += pending.len();
         }
         if failed > 0 {
-            tracing::warn!(failed, "messages not deleted after retries; they will reappear and be skipped by the ledger");
+            tracing::warn!(
+                failed,
+                "messages not deleted after retries; they will reappear and be skipped by the ledger"
+            );
         }
         failed
     }
@@ -209,10 +235,16 @@ impl SqsSource {
                 .await;
             match result {
                 Ok(out) if !out.failed().is_empty() => {
-                    tracing::warn!(failed = out.failed().len(), seconds, "some visibility changes failed")
+                    tracing::warn!(
+                        failed = out.failed().len(),
+                        seconds,
+                        "some visibility changes failed"
+                    )
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(seconds, error = %DisplayErrorContext(&e), "visibility change failed"),
+                Err(e) => {
+                    tracing::warn!(seconds, error = %DisplayErrorContext(&e), "visibility change failed")
+                }
             }
         }
     }

@@ -25,7 +25,8 @@ impl Guest for Template {
         PolicyInfo {
             name: "rust-template".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Masks one field (default email) into masked_<field>; keeps the rest.".into(),
+            description: "Masks one field (default email) into masked_<field>; keeps the rest."
+                .into(),
             writes: vec!["masked_email".into()],
             settings: vec![Setting {
                 name: "field".into(),
@@ -41,7 +42,11 @@ impl Guest for Template {
             match key.as_str() {
                 "field" if !value.trim().is_empty() => field = value.trim().to_string(),
                 "field" => return Err("setting 'field' must name a field, e.g. field=email".into()),
-                other => return Err(format!("unknown setting '{other}': rust-template takes field")),
+                other => {
+                    return Err(format!(
+                        "unknown setting '{other}': rust-template takes field"
+                    ));
+                }
             }
         }
         let writes = vec![format!("masked_{field}")];
@@ -68,14 +73,21 @@ pub fn mask(field: &str, record: Record, pseudonymize: &mut dyn FnMut(&str) -> S
         if f.name == field {
             found = true;
             match f.value {
-                Value::Text(raw) => out.push(Field { name: format!("masked_{field}"), value: Value::Text(pseudonymize(&raw)) }),
+                Value::Text(raw) => out.push(Field {
+                    name: format!("masked_{field}"),
+                    value: Value::Text(pseudonymize(&raw)),
+                }),
                 _ => return Outcome::Reject(format!("field '{field}' must be a string")),
             }
         } else {
             out.push(f);
         }
     }
-    if found { Outcome::Keep(out) } else { Outcome::Reject(format!("missing field(s): {field}")) }
+    if found {
+        Outcome::Keep(out)
+    } else {
+        Outcome::Reject(format!("missing field(s): {field}"))
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -88,15 +100,31 @@ mod tests {
 
     fn record(fields: &[(&str, Value)]) -> Record {
         Record {
-            metadata: Metadata { message_id: "m".into(), sent_timestamp_ms: 0, receive_count: 1, source: "test".into() },
-            fields: fields.iter().map(|(n, v)| Field { name: n.to_string(), value: v.clone() }).collect(),
+            metadata: Metadata {
+                message_id: "m".into(),
+                sent_timestamp_ms: 0,
+                receive_count: 1,
+                source: "test".into(),
+            },
+            fields: fields
+                .iter()
+                .map(|(n, v)| Field {
+                    name: n.to_string(),
+                    value: v.clone(),
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn masks_the_field_and_keeps_the_rest() {
-        let r = record(&[("email", Value::Text("a@b.c".into())), ("plan", Value::Text("pro".into()))]);
-        let Outcome::Keep(fields) = mask("email", r, &mut |v| format!("tok({v})")) else { panic!() };
+        let r = record(&[
+            ("email", Value::Text("a@b.c".into())),
+            ("plan", Value::Text("pro".into())),
+        ]);
+        let Outcome::Keep(fields) = mask("email", r, &mut |v| format!("tok({v})")) else {
+            panic!()
+        };
         assert_eq!(fields[0].name, "masked_email");
         assert!(matches!(&fields[0].value, Value::Text(t) if t == "tok(a@b.c)"));
         assert_eq!(fields[1].name, "plan");
@@ -105,6 +133,8 @@ mod tests {
     #[test]
     fn rejects_records_without_the_field() {
         let r = record(&[("plan", Value::Text("pro".into()))]);
-        assert!(matches!(mask("email", r, &mut |v| v.to_string()), Outcome::Reject(why) if why == "missing field(s): email"));
+        assert!(
+            matches!(mask("email", r, &mut |v| v.to_string()), Outcome::Reject(why) if why == "missing field(s): email")
+        );
     }
 }

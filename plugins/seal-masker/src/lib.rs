@@ -60,7 +60,12 @@ impl Guest for SealMasker {
                 .iter()
                 .map(|(name, description, default)| Setting {
                     name: (*name).into(),
-                    description: if *name == "mask" { MASK_DESCRIPTION } else { description }.into(),
+                    description: if *name == "mask" {
+                        MASK_DESCRIPTION
+                    } else {
+                        description
+                    }
+                    .into(),
                     default_value: (*default).into(),
                 })
                 .collect(),
@@ -79,7 +84,9 @@ impl Guest for SealMasker {
             let settings = s.borrow();
             batch
                 .into_iter()
-                .map(|record| transform_record(&settings, record, &mut |v| masq::policy::seal::seal(v)))
+                .map(|record| {
+                    transform_record(&settings, record, &mut |v| masq::policy::seal::seal(v))
+                })
                 .collect()
         })
     }
@@ -99,13 +106,20 @@ mod tests {
         let names: Vec<&str> = info.settings.iter().map(|s| s.name.as_str()).collect();
         let shared: Vec<&str> = settings::DESCRIPTIONS.iter().map(|(n, _, _)| *n).collect();
         assert_eq!(names, shared);
-        assert!(info.settings[0].description.contains("seal import"), "{}", info.settings[0].description);
+        assert!(
+            info.settings[0].description.contains("seal import"),
+            "{}",
+            info.settings[0].description
+        );
         assert_eq!(info.writes, Settings::default().writes());
     }
 
     #[test]
     fn setting_errors_name_this_policy() {
         let err = Settings::parse(&vec![("colour".to_string(), "red".to_string())]).unwrap_err();
-        assert_eq!(err, "unknown setting 'colour': seal-masker takes mask, required, nullable, version-field, date-field");
+        assert_eq!(
+            err,
+            "unknown setting 'colour': seal-masker takes mask, required, nullable, version-field, date-field"
+        );
     }
 }

@@ -101,7 +101,13 @@ impl Settings {
                 "setting 'nullable': '{stray}' is not in 'required'; only required fields need a null rule"
             ));
         }
-        let optional = |s: String| if s.trim().is_empty() { None } else { Some(s.trim().to_string()) };
+        let optional = |s: String| {
+            if s.trim().is_empty() {
+                None
+            } else {
+                Some(s.trim().to_string())
+            }
+        };
         Ok(Settings {
             mask,
             required,
@@ -140,7 +146,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Config {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -148,22 +156,53 @@ mod tests {
         let s = Settings::default();
         assert_eq!(
             s.writes(),
-            ["user_id", "app_version", "device_type", "locale", "masked_ip", "masked_device_id", "create_date"]
+            [
+                "user_id",
+                "app_version",
+                "device_type",
+                "locale",
+                "masked_ip",
+                "masked_device_id",
+                "create_date"
+            ]
         );
     }
 
     #[test]
     fn operator_settings_override_defaults() {
-        let s = Settings::parse(&pairs(&[("mask", "email:masked_email"), ("date-field", "")])).unwrap();
-        assert_eq!(s.mask, vec![("email".to_string(), "masked_email".to_string())]);
+        let s = Settings::parse(&pairs(&[
+            ("mask", "email:masked_email"),
+            ("date-field", ""),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.mask,
+            vec![("email".to_string(), "masked_email".to_string())]
+        );
         assert_eq!(s.date_field, None);
     }
 
     #[test]
     fn bad_settings_name_the_key() {
-        assert!(Settings::parse(&pairs(&[("mask", "ip")])).unwrap_err().contains("'mask'"));
-        assert!(Settings::parse(&pairs(&[("mask", "ip:ip")])).unwrap_err().contains("raw field"));
-        assert!(Settings::parse(&pairs(&[("colour", "red")])).unwrap_err().contains("'colour'"));
-        assert!(Settings::parse(&pairs(&[("nullable", "zip")])).unwrap_err().contains("'zip'"));
+        assert!(
+            Settings::parse(&pairs(&[("mask", "ip")]))
+                .unwrap_err()
+                .contains("'mask'")
+        );
+        assert!(
+            Settings::parse(&pairs(&[("mask", "ip:ip")]))
+                .unwrap_err()
+                .contains("raw field")
+        );
+        assert!(
+            Settings::parse(&pairs(&[("colour", "red")]))
+                .unwrap_err()
+                .contains("'colour'")
+        );
+        assert!(
+            Settings::parse(&pairs(&[("nullable", "zip")]))
+                .unwrap_err()
+                .contains("'zip'")
+        );
     }
 }

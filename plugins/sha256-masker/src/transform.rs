@@ -44,7 +44,10 @@ pub fn transform_record(
                     name: target.clone(),
                     value: Value::Text(mask(&raw)),
                 }),
-                Value::Null => out.push(Field { name: target.clone(), value: Value::Null }),
+                Value::Null => out.push(Field {
+                    name: target.clone(),
+                    value: Value::Null,
+                }),
                 other => problems.push(format!(
                     "field '{name}' must be a string to be masked, got {}",
                     kind(&other)
@@ -55,10 +58,16 @@ pub fn transform_record(
         if settings.version_field.as_ref() == Some(&name) {
             match field.value {
                 Value::Text(v) => match version::encode(&v) {
-                    Ok(n) => out.push(Field { name, value: Value::Integer(n) }),
+                    Ok(n) => out.push(Field {
+                        name,
+                        value: Value::Integer(n),
+                    }),
                     Err(why) => problems.push(format!("field '{name}': {why}")),
                 },
-                Value::Null => out.push(Field { name, value: Value::Null }),
+                Value::Null => out.push(Field {
+                    name,
+                    value: Value::Null,
+                }),
                 other => problems.push(format!(
                     "field '{name}' must be a version string such as \"2.3.0\", got {}",
                     kind(&other)
@@ -66,7 +75,10 @@ pub fn transform_record(
             }
             continue;
         }
-        out.push(Field { name, value: field.value });
+        out.push(Field {
+            name,
+            value: field.value,
+        });
     }
     if !problems.is_empty() {
         return Outcome::Reject(problems.join("; "));
@@ -123,7 +135,10 @@ mod tests {
             },
             fields: json
                 .iter()
-                .map(|(n, v)| Field { name: n.to_string(), value: v.clone() })
+                .map(|(n, v)| Field {
+                    name: n.to_string(),
+                    value: v.clone(),
+                })
                 .collect(),
         }
     }
@@ -151,17 +166,35 @@ mod tests {
     fn masks_encodes_and_dates_a_login() {
         let out = transform_record(
             &Settings::default(),
-            login(Value::Text("2.3.0".into()), Value::Text("1.2.3.4".into()), Value::Null),
+            login(
+                Value::Text("2.3.0".into()),
+                Value::Text("1.2.3.4".into()),
+                Value::Null,
+            ),
             &mut fake_token,
         );
-        let Outcome::Keep(fields) = out else { panic!("rejected: {out:?}") };
-        assert_eq!(get(&fields, "masked_ip"), Some(&Value::Text("tok(1.2.3.4)".into())));
-        assert_eq!(get(&fields, "masked_device_id"), Some(&Value::Text("tok(593-47-5928)".into())));
+        let Outcome::Keep(fields) = out else {
+            panic!("rejected: {out:?}")
+        };
+        assert_eq!(
+            get(&fields, "masked_ip"),
+            Some(&Value::Text("tok(1.2.3.4)".into()))
+        );
+        assert_eq!(
+            get(&fields, "masked_device_id"),
+            Some(&Value::Text("tok(593-47-5928)".into()))
+        );
         assert_eq!(get(&fields, "ip"), None);
         assert_eq!(get(&fields, "device_id"), None);
-        assert_eq!(get(&fields, "app_version"), Some(&Value::Integer(2_003_000)));
+        assert_eq!(
+            get(&fields, "app_version"),
+            Some(&Value::Integer(2_003_000))
+        );
         assert_eq!(get(&fields, "locale"), Some(&Value::Null));
-        assert_eq!(get(&fields, "create_date"), Some(&Value::Text("2022-12-01".into())));
+        assert_eq!(
+            get(&fields, "create_date"),
+            Some(&Value::Text("2022-12-01".into()))
+        );
         assert_eq!(fields.len(), 7);
     }
 
@@ -171,13 +204,20 @@ mod tests {
             Outcome::Reject(why) => why,
             other => panic!("not rejected: {other:?}"),
         };
-        let foreign = record(&[("foo", Value::Text("oops".into())), ("bar", Value::Text("123".into()))]);
+        let foreign = record(&[
+            ("foo", Value::Text("oops".into())),
+            ("bar", Value::Text("123".into())),
+        ]);
         assert_eq!(
             reason(foreign),
             "missing field(s): user_id, app_version, device_type, ip, locale, device_id"
         );
         assert_eq!(
-            reason(login(Value::Integer(7), Value::Text("1.2.3.4".into()), Value::Null)),
+            reason(login(
+                Value::Integer(7),
+                Value::Text("1.2.3.4".into()),
+                Value::Null
+            )),
             "field 'app_version' must be a version string such as \"2.3.0\", got integer 7"
         );
         assert_eq!(
@@ -185,11 +225,21 @@ mod tests {
             "field 'ip' is null and may not be"
         );
         assert_eq!(
-            reason(login(Value::Text("2.0".into()), Value::Integer(1), Value::Null)),
+            reason(login(
+                Value::Text("2.0".into()),
+                Value::Integer(1),
+                Value::Null
+            )),
             "field 'ip' must be a string to be masked, got integer 1"
         );
-        assert!(reason(login(Value::Text("v2".into()), Value::Text("x".into()), Value::Null))
-            .starts_with("field 'app_version': 'v2' is not"));
+        assert!(
+            reason(login(
+                Value::Text("v2".into()),
+                Value::Text("x".into()),
+                Value::Null
+            ))
+            .starts_with("field 'app_version': 'v2' is not")
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub fn encode(version: &str) -> Result<i64, String> {
                 "'{version}' is not MAJOR.MINOR or MAJOR.MINOR.PATCH with decimal numbers"
             ));
         }
-        numbers[i] = part.parse().expect("at most nine ASCII digits always parse");
+        numbers[i] = part
+            .parse()
+            .expect("at most nine ASCII digits always parse");
     }
     let [major, minor, patch] = numbers;
     if major > 2146 || minor > 999 || patch > 999 {
@@ -55,7 +57,9 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_encode() {
-        for bad in ["", "2.", ".2", "2.3.4.5", "2.x", "-1.0", "2.1000", "2147.0", "1e3", " 2.0", "２.0"] {
+        for bad in [
+            "", "2.", ".2", "2.3.4.5", "2.x", "-1.0", "2.1000", "2147.0", "1e3", " 2.0", "２.0",
+        ] {
             let err = encode(bad).unwrap_err();
             assert!(err.contains(&format!("'{bad}'")), "{bad}: {err}");
         }

@@ -12,7 +12,14 @@ use exports::masq::policy::policy::Guest;
 use masq::policy::types::{Config, Field, Outcome, PolicyInfo, Record, Setting, Value};
 use std::cell::Cell;
 
-const WRITES: [&str; 6] = ["user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version"];
+const WRITES: [&str; 6] = [
+    "user_id",
+    "device_type",
+    "masked_ip",
+    "masked_device_id",
+    "locale",
+    "app_version",
+];
 
 thread_local! {
     // The instance is fresh for every batch: this lives for one `configure` + `transform`.
@@ -27,7 +34,9 @@ impl Guest for Slow {
         PolicyInfo {
             name: "slow".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Spins `spin` iterations per record, then masks ip and device_id; for chaos tests.".into(),
+            description:
+                "Spins `spin` iterations per record, then masks ip and device_id; for chaos tests."
+                    .into(),
             writes: WRITES.iter().map(|s| s.to_string()).collect(),
             settings: vec![Setting {
                 name: "spin".into(),
@@ -42,7 +51,9 @@ impl Guest for Slow {
             if key != "spin" {
                 return Err(format!("slow takes only 'spin', got '{key}'"));
             }
-            let n = value.parse().map_err(|_| format!("spin must be a whole number, got '{value}'"))?;
+            let n = value
+                .parse()
+                .map_err(|_| format!("spin must be a whole number, got '{value}'"))?;
             SPIN.with(|s| s.set(n));
         }
         Ok(WRITES.iter().map(|s| s.to_string()).collect())
@@ -72,7 +83,13 @@ pub fn burn(n: u64) {
 /// The login fields, `ip` and `device_id` masked, `app_version` "a.b.c" as a*1000000+b*1000+c;
 /// anything else about the record is a reject naming the field.
 pub fn mask(record: Record, pseudonymize: &mut dyn FnMut(&str) -> String) -> Outcome {
-    let get = |name: &str| record.fields.iter().find(|f| f.name == name).map(|f| f.value.clone());
+    let get = |name: &str| {
+        record
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone())
+    };
     let text = |name: &str| match get(name) {
         Some(Value::Text(s)) => Ok(s),
         _ => Err(format!("field '{name}' must be a string")),
@@ -80,15 +97,38 @@ pub fn mask(record: Record, pseudonymize: &mut dyn FnMut(&str) -> String) -> Out
     let fields = (|| -> Result<Vec<Field>, String> {
         let version = text("app_version")?;
         let mut parts = version.split('.').map(|p| p.parse::<i64>());
-        let mut next = || parts.next().unwrap_or(Ok(0)).map_err(|_| format!("field 'app_version': '{version}' is not a version"));
+        let mut next = || {
+            parts
+                .next()
+                .unwrap_or(Ok(0))
+                .map_err(|_| format!("field 'app_version': '{version}' is not a version"))
+        };
         let encoded = next()? * 1_000_000 + next()? * 1_000 + next()?;
         Ok(vec![
-            Field { name: "user_id".into(), value: Value::Text(text("user_id")?) },
-            Field { name: "device_type".into(), value: get("device_type").unwrap_or(Value::Null) },
-            Field { name: "masked_ip".into(), value: Value::Text(pseudonymize(&text("ip")?)) },
-            Field { name: "masked_device_id".into(), value: Value::Text(pseudonymize(&text("device_id")?)) },
-            Field { name: "locale".into(), value: get("locale").unwrap_or(Value::Null) },
-            Field { name: "app_version".into(), value: Value::Integer(encoded) },
+            Field {
+                name: "user_id".into(),
+                value: Value::Text(text("user_id")?),
+            },
+            Field {
+                name: "device_type".into(),
+                value: get("device_type").unwrap_or(Value::Null),
+            },
+            Field {
+                name: "masked_ip".into(),
+                value: Value::Text(pseudonymize(&text("ip")?)),
+            },
+            Field {
+                name: "masked_device_id".into(),
+                value: Value::Text(pseudonymize(&text("device_id")?)),
+            },
+            Field {
+                name: "locale".into(),
+                value: get("locale").unwrap_or(Value::Null),
+            },
+            Field {
+                name: "app_version".into(),
+                value: Value::Integer(encoded),
+            },
         ])
     })();
     match fields {

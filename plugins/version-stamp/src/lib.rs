@@ -25,7 +25,8 @@ impl Guest for VersionStamp {
         PolicyInfo {
             name: "version-stamp".into(),
             version: VERSION.into(),
-            description: "Writes message_id, policy_version and user_id; for hot-swap tests.".into(),
+            description: "Writes message_id, policy_version and user_id; for hot-swap tests."
+                .into(),
             writes: WRITES.iter().map(|s| s.to_string()).collect(),
             settings: Vec::new(),
         }
@@ -44,12 +45,25 @@ impl Guest for VersionStamp {
 }
 
 pub fn stamp(record: Record) -> Outcome {
-    let user_id = record.fields.into_iter().find(|f| f.name == "user_id").map(|f| f.value);
+    let user_id = record
+        .fields
+        .into_iter()
+        .find(|f| f.name == "user_id")
+        .map(|f| f.value);
     match user_id {
         Some(Value::Text(user_id)) => Outcome::Keep(vec![
-            Field { name: "message_id".into(), value: Value::Text(record.metadata.message_id) },
-            Field { name: "policy_version".into(), value: Value::Text(VERSION.into()) },
-            Field { name: "user_id".into(), value: Value::Text(user_id) },
+            Field {
+                name: "message_id".into(),
+                value: Value::Text(record.metadata.message_id),
+            },
+            Field {
+                name: "policy_version".into(),
+                value: Value::Text(VERSION.into()),
+            },
+            Field {
+                name: "user_id".into(),
+                value: Value::Text(user_id),
+            },
         ]),
         _ => Outcome::Reject("missing field(s): user_id".into()),
     }

@@ -23,12 +23,19 @@ use masq::policy::types::{Config, Field, Outcome, PolicyInfo, Record, Setting, V
 
 /// True when the record has a field `poison` with the boolean value `true`.
 pub fn is_poison(record: &Record) -> bool {
-    record.fields.iter().any(|f| f.name == "poison" && matches!(f.value, Value::Boolean(true)))
+    record
+        .fields
+        .iter()
+        .any(|f| f.name == "poison" && matches!(f.value, Value::Boolean(true)))
 }
 
 /// The value of the record's field `name`, if it has one.
 pub fn field<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
-    record.fields.iter().find(|f| f.name == name).map(|f| &f.value)
+    record
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| &f.value)
 }
 
 /// Keeps the record's fields as they are.
@@ -38,7 +45,10 @@ pub fn pass_through(record: Record) -> Outcome {
 
 /// A text field.
 pub fn text(name: &str, value: String) -> Field {
-    Field { name: name.into(), value: Value::Text(value) }
+    Field {
+        name: name.into(),
+        value: Value::Text(value),
+    }
 }
 
 /// The one setting every hostile policy accepts: which fields `configure` reports as written,
@@ -67,7 +77,9 @@ pub fn configure(config: &Config, default_writes: &str) -> Result<Vec<String>, S
     let mut writes = default_writes.to_string();
     for (key, value) in config {
         if key != WRITES_SETTING {
-            return Err(format!("unknown setting '{key}': the only setting is '{WRITES_SETTING}'"));
+            return Err(format!(
+                "unknown setting '{key}': the only setting is '{WRITES_SETTING}'"
+            ));
         }
         writes = value.clone();
     }
@@ -75,5 +87,9 @@ pub fn configure(config: &Config, default_writes: &str) -> Result<Vec<String>, S
 }
 
 fn split(list: &str) -> Vec<String> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }

@@ -26,7 +26,10 @@ impl Guest for HostileDescribe {
     }
 
     fn transform(batch: Vec<Record>) -> Vec<Outcome> {
-        batch.into_iter().map(hostile_common::pass_through).collect()
+        batch
+            .into_iter()
+            .map(hostile_common::pass_through)
+            .collect()
     }
 }
 

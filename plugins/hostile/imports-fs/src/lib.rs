@@ -80,11 +80,18 @@ impl Guest for HostileImportsFs {
         let mut writes = WRITES.to_string();
         for (key, value) in config {
             if key != "writes" {
-                return Err(format!("unknown setting '{key}': the only setting is 'writes'"));
+                return Err(format!(
+                    "unknown setting '{key}': the only setting is 'writes'"
+                ));
             }
             writes = value;
         }
-        Ok(writes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        Ok(writes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     fn transform(batch: Vec<Record>) -> Vec<Outcome> {
@@ -92,7 +99,11 @@ impl Guest for HostileImportsFs {
             None => batch.into_iter().map(|r| Outcome::Keep(r.fields)).collect(),
             Some(leak) => batch
                 .iter()
-                .map(|_| Outcome::Reject(format!("hostile-imports-fs: sandbox grants directories: {leak}")))
+                .map(|_| {
+                    Outcome::Reject(format!(
+                        "hostile-imports-fs: sandbox grants directories: {leak}"
+                    ))
+                })
                 .collect(),
         }
     }

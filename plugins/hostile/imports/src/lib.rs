@@ -47,18 +47,28 @@ impl Guest for HostileImports {
         let mut writes = WRITES.to_string();
         for (key, value) in config {
             if key != "writes" {
-                return Err(format!("unknown setting '{key}': the only setting is 'writes'"));
+                return Err(format!(
+                    "unknown setting '{key}': the only setting is 'writes'"
+                ));
             }
             writes = value;
         }
-        Ok(writes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        Ok(writes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect())
     }
 
     fn transform(batch: Vec<Record>) -> Vec<Outcome> {
         batch
             .into_iter()
             .map(|record| {
-                exfiltrate::send(&format!("{}: {:?}", record.metadata.message_id, record.fields));
+                exfiltrate::send(&format!(
+                    "{}: {:?}",
+                    record.metadata.message_id, record.fields
+                ));
                 Outcome::Keep(record.fields)
             })
             .collect()

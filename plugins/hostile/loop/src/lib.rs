@@ -40,7 +40,10 @@ impl Guest for HostileLoop {
                 counter = black_box(counter).wrapping_add(1);
             }
         }
-        batch.into_iter().map(hostile_common::pass_through).collect()
+        batch
+            .into_iter()
+            .map(hostile_common::pass_through)
+            .collect()
     }
 }
 

@@ -51,7 +51,10 @@ impl Guest for HostileMemory {
         if batch.iter().any(hostile_common::is_poison) {
             exhaust_memory();
         }
-        batch.into_iter().map(hostile_common::pass_through).collect()
+        batch
+            .into_iter()
+            .map(hostile_common::pass_through)
+            .collect()
     }
 }
 

@@ -19,7 +19,11 @@ struct HostilePanic;
 
 impl Guest for HostilePanic {
     fn describe() -> PolicyInfo {
-        hostile_common::info("hostile-panic", "Test only: panics on every transform call.", WRITES)
+        hostile_common::info(
+            "hostile-panic",
+            "Test only: panics on every transform call.",
+            WRITES,
+        )
     }
 
     fn configure(config: Config) -> Result<Vec<String>, String> {
@@ -27,7 +31,10 @@ impl Guest for HostilePanic {
     }
 
     fn transform(batch: Vec<Record>) -> Vec<Outcome> {
-        panic!("hostile-panic: transform always panics ({} records)", batch.len());
+        panic!(
+            "hostile-panic: transform always panics ({} records)",
+            batch.len()
+        );
     }
 }
 

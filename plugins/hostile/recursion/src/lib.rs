@@ -54,7 +54,10 @@ impl Guest for HostileRecursion {
         if batch.iter().any(hostile_common::is_poison) {
             black_box(recurse(black_box(0)));
         }
-        batch.into_iter().map(hostile_common::pass_through).collect()
+        batch
+            .into_iter()
+            .map(hostile_common::pass_through)
+            .collect()
     }
 }
 

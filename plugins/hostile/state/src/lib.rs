@@ -57,7 +57,10 @@ impl Guest for HostileState {
             let mut fields = Vec::with_capacity(2);
             if let Some(id) = hostile_common::field(&record, "user_id") {
                 ids.push(id_text(id));
-                fields.push(Field { name: "user_id".into(), value: id.clone() });
+                fields.push(Field {
+                    name: "user_id".into(),
+                    value: id.clone(),
+                });
             }
             fields.push(hostile_common::text("seen_before", seen_before.clone()));
             outcomes.push(Outcome::Keep(fields));

@@ -33,7 +33,10 @@ impl Guest for HostileWrongCount {
 
     fn transform(mut batch: Vec<Record>) -> Vec<Outcome> {
         batch.pop();
-        batch.into_iter().map(hostile_common::pass_through).collect()
+        batch
+            .into_iter()
+            .map(hostile_common::pass_through)
+            .collect()
     }
 }
 
