@@ -303,3 +303,102 @@ async fn the_rust_template_builds_and_passes_its_own_expected_output() {
         "{expected}"
     );
 }
+
+#[tokio::test]
+async fn load_writes_a_file_once_even_when_run_twice_and_reads_stdin() {
+    let env = TestEnv::new("load").await;
+    let plugin = plugin("sha256-masker");
+    let key = env.key_file.display().to_string();
+    let file = fixture_path();
+    let load = |extra: &[&str]| {
+        let mut args = vec![
+            "load",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--batch-size",
+            "7",
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = async |args: Vec<String>| {
+        let out = env
+            .masq(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run(load(&[
+        "--input",
+        &file,
+        "--source-id",
+        "fixture",
+        "--sent-at",
+        "2024-02-29",
+    ]))
+    .await;
+    assert!(
+        first.contains(
+            "loaded 100 lines: written 99, dead-lettered 1, dropped 0, duplicates skipped 0"
+        ),
+        "{first}"
+    );
+    let again = run(load(&[
+        "--input",
+        &file,
+        "--source-id",
+        "fixture",
+        "--sent-at",
+        "2024-02-29",
+    ]))
+    .await;
+    assert!(
+        again.contains("written 0, dead-lettered 0, dropped 0, duplicates skipped 100"),
+        "{again}"
+    );
+    let rows = env.rows().await;
+    assert_eq!(rows.len(), 99);
+    assert!(
+        rows.iter()
+            .all(|r| r.create_date.as_deref() == Some("2024-02-29"))
+    );
+    let first_row = rows
+        .iter()
+        .find(|r| r.user_id.as_deref() == Some("424cdd21-063a-43a7-b91b-7ca1a833afae"))
+        .unwrap();
+    assert_eq!(
+        first_row.masked_ip.as_deref(),
+        Some(env.token("199.172.111.135").as_str())
+    );
+
+    // stdin, under another source id: new message ids, so written again.
+    let mut child = env
+        .command(
+            &load(&["--input", "-", "--source-id", "stdin-test"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(std::fs::read(&file).unwrap().as_slice())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("written 99, dead-lettered 1"));
+    assert_eq!(env.rows().await.len(), 198);
+    assert_eq!(env.ledger_count().await, 200);
+}

@@ -37,7 +37,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
     .await?;
     let (schema, policy) = (loaded.schema, Arc::new(loaded.policy));
     let provenance = Provenance::of(&policy);
-    let mut sink = PostgresSink::connect(&args.database_url, schema).await?;
+    let sink = PostgresSink::connect(&args.database_url, schema.clone()).await?;
 
     let stdin = args.input.as_os_str() == "-";
     let source_id = args.source_id.clone().unwrap_or_else(|| {
@@ -59,7 +59,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
 
     // Reading runs on a blocking thread; the policy of one batch overlaps the COPY of the last.
     let batch_size = args.batch_size as usize;
-    let (lines_tx, mut lines_rx) = mpsc::channel::<anyhow::Result<Vec<Message>>>(2);
+    let (lines_tx, lines_rx) = mpsc::channel::<anyhow::Result<Vec<Message>>>(2);
     let reading = tokio::task::spawn_blocking(move || {
         let mut batch = Vec::with_capacity(batch_size);
         for (n, line) in reader.lines().enumerate() {
@@ -93,35 +93,73 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
             let _ = lines_tx.blocking_send(Ok(batch));
         }
     });
-    let (decided_tx, mut decided_rx) = mpsc::channel(1);
+    // Two batches in the policy at once (one per core) and two connections writing, so the
+    // policy, the COPY and the database's own work overlap; order between batches is free.
+    let (decided_tx, decided_rx) = mpsc::channel(2);
     let source_name = format!("file:{}", args.input.display());
     let deciding = tokio::spawn(async move {
-        while let Some(batch) = lines_rx.recv().await {
-            let decided = match batch {
-                Ok(batch) => Ok(decide(&policy, &source_name, batch, None).await),
-                Err(e) => Err(e),
-            };
-            if decided_tx.send(decided).await.is_err() {
+        use futures_util::StreamExt;
+        let batches = futures_util::stream::unfold(lines_rx, |mut rx| async move {
+            rx.recv().await.map(|b| (b, rx))
+        });
+        let decided = batches
+            .map(|batch| {
+                let (policy, source_name) = (policy.clone(), source_name.clone());
+                async move {
+                    match batch {
+                        Ok(batch) => Ok(decide(&policy, &source_name, batch, None).await),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .buffered(2);
+        let mut decided = std::pin::pin!(decided);
+        while let Some(d) = decided.next().await {
+            if decided_tx.send(d).await.is_err() {
                 return;
             }
         }
     });
 
     let started = Instant::now();
+    let decided_rx = Arc::new(tokio::sync::Mutex::new(decided_rx));
+    let mut writers = tokio::task::JoinSet::new();
+    for mut sink in [
+        sink,
+        PostgresSink::connect(&args.database_url, schema.clone()).await?,
+    ] {
+        let (decided_rx, provenance) = (decided_rx.clone(), provenance.clone());
+        writers.spawn(async move {
+            let mut total = WriteReport::default();
+            let mut lines = 0u64;
+            loop {
+                let Some(decided) = decided_rx.lock().await.recv().await else {
+                    break;
+                };
+                let (items, health) = decided?;
+                if health.failed * 2 > health.evaluated && health.failed >= 10 {
+                    bail!(
+                        "policy fails on {} of {} records ({}): it looks broken; stopped",
+                        health.failed,
+                        health.evaluated,
+                        health.last_error
+                    );
+                }
+                lines += items.len() as u64;
+                let r = sink.write(&items, &provenance).await?;
+                total.written += r.written;
+                total.dropped += r.dropped;
+                total.dead_lettered += r.dead_lettered;
+                total.duplicates += r.duplicates;
+            }
+            anyhow::Ok((lines, total))
+        });
+    }
     let mut total = WriteReport::default();
     let mut lines = 0u64;
-    while let Some(decided) = decided_rx.recv().await {
-        let (items, health) = decided?;
-        if health.failed * 2 > health.evaluated && health.failed >= 10 {
-            bail!(
-                "policy fails on {} of {} records ({}): it looks broken; stopped after {lines} lines",
-                health.failed,
-                health.evaluated,
-                health.last_error
-            );
-        }
-        lines += items.len() as u64;
-        let r = sink.write(&items, &provenance).await?;
+    while let Some(done) = writers.join_next().await {
+        let (l, r) = done.context("writer task")??;
+        lines += l;
         total.written += r.written;
         total.dropped += r.dropped;
         total.dead_lettered += r.dead_lettered;
