@@ -129,6 +129,9 @@ impl PolicyRuntime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(512 << 10);
+        // A trap's message is all masq reports (in the dead letter's reason); capturing a wasm
+        // backtrace on every trap only slows the isolation of poisoned records.
+        config.wasm_backtrace_max_frames(None);
         // A fresh instance per batch is only affordable if instantiating is cheap: the pooling
         // allocator reuses pre-reserved slots (and resets memory copy-on-write) instead of
         // mapping and unmapping memory for every batch. Limits: enough for every worker, a
