@@ -3,7 +3,7 @@
 //! between batches. A version that fails any check is refused and the running one stays.
 //!
 //! Files are polled rather than watched with inotify: polling sees renames, copies, symlink
-//! flips (Kubernetes ConfigMaps) and network filesystems alike, for one `stat` every 250 ms.
+//! flips (Kubernetes ConfigMaps) and network filesystems alike, for two `stat`s every 100 ms.
 
 use super::{ActivePolicy, Canary, PolicyHost, PolicyOptions, PolicyRuntime};
 use crate::keys::{Keys, Pseudonymizer};
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 /// A file must look the same this long before masq reads it: a copy in progress keeps
 /// changing size and time.
 const SETTLE: Duration = Duration::from_millis(100);
