@@ -32,7 +32,7 @@ MESSAGES = int(os.environ.get("MASQ_BENCH_MESSAGES", "100000"))
 # The Python baseline commits per row: a smaller sample gives its rate without a long wait.
 BASELINE_MESSAGES = int(os.environ.get("MASQ_BENCH_BASELINE_MESSAGES", "5000"))
 SWAP_MESSAGES = int(os.environ.get("MASQ_BENCH_SWAP_MESSAGES", "60000"))
-POISON_MESSAGES = int(os.environ.get("MASQ_BENCH_POISON_MESSAGES", "20000"))
+POISON_MESSAGES = int(os.environ.get("MASQ_BENCH_POISON_MESSAGES", "50000"))
 KEY = ROOT / "target/bench.key"
 ENV = {**os.environ, "AWS_ENDPOINT_URL": ENDPOINT, "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
