@@ -342,13 +342,22 @@ impl PolicyHost {
                 .iter()
                 .flat_map(|r| self.transform_isolated(std::slice::from_ref(r)))
                 .collect(),
-            Err(_) => {
-                let (left, right) = batch.split_at(batch.len() / 2);
-                let mut out = self.transform_isolated(left);
-                out.extend(self.transform_isolated(right));
-                out
-            }
+            Err(_) => self.bisect(batch),
         }
+    }
+
+    /// Splits a batch known to fail. When the left half succeeds the right half must hold
+    /// the failure, so it is split again without running it whole: about 2n records run
+    /// to find one bad record in n, instead of 3n.
+    fn bisect(&self, failing: &[Record]) -> Vec<Result<Outcome, BatchError>> {
+        if failing.len() == 1 {
+            return self.transform_isolated(failing);
+        }
+        let (left, right) = failing.split_at(failing.len() / 2);
+        let mut out = self.transform_isolated(left);
+        let left_clean = out.iter().all(Result::is_ok);
+        out.extend(if left_clean { self.bisect(right) } else { self.transform_isolated(right) });
+        out
     }
 
     /// Holds a kept record to the output limits: field count, value sizes, name lengths.
