@@ -120,7 +120,8 @@ async fn start_up_errors_say_what_to_do() {
     )
     .await;
     assert!(
-        err.contains("no-such-queue") && err.contains("just services"),
+        err.contains("queue http://127.0.0.1:4566/000000000000/no-such-queue does not exist at")
+            && err.contains("--queue-url"),
         "{err}"
     );
 }

@@ -111,9 +111,8 @@ pub enum DbCommand {
 
 #[derive(Debug, Args)]
 pub struct DbInitArgs {
-    /// PostgreSQL connection string, e.g. postgres://user@localhost:5432/app.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Table to create with the login-events columns, unless it exists.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,
@@ -177,9 +176,8 @@ pub struct LoadArgs {
     /// Names the input in message ids (`<source-id>:<line>`); default the file name.
     #[arg(long)]
     pub source_id: Option<String>,
-    /// PostgreSQL connection string.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Table to write rows to.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,
@@ -205,9 +203,8 @@ pub struct ReplayArgs {
     /// The policy to replay through, usually the fixed version now in service.
     #[arg(long, env = "MASQ_PLUGIN")]
     pub plugin: PathBuf,
-    /// PostgreSQL connection string.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// The table whose dead letters to replay.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,
@@ -224,9 +221,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// PostgreSQL connection string.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// The target table whose consumers to show.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,
@@ -240,12 +236,10 @@ pub struct RunArgs {
     /// Refuse any policy file whose SHA-256 is not this (hex), at start and at every reload.
     #[arg(long, env = "MASQ_PLUGIN_SHA256")]
     pub plugin_sha256: Option<String>,
-    /// The SQS queue URL to read from.
-    #[arg(long, env = "MASQ_QUEUE_URL")]
-    pub queue_url: String,
-    /// PostgreSQL connection string, e.g. postgres://user@localhost:5432/app.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address,
     /// e.g. 127.0.0.1:9187.
     #[arg(long, env = "MASQ_METRICS_ADDR")]
@@ -297,14 +291,66 @@ pub struct RunArgs {
     /// Most linear memory a policy instance may use, in MiB.
     #[arg(long, env = "MASQ_POLICY_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub policy_memory_mb: u32,
+    /// Seconds masq may hold messages without any progress (no batch committed, nothing
+    /// handed back) before it logs an error and /healthz fails; 0 never.
+    #[arg(long, env = "MASQ_STALL_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub stall_timeout: u64,
+}
+
+/// Where PostgreSQL is, and how long to wait for it.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection string, e.g. postgres://user@localhost:5432/app.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Seconds PostgreSQL may take to accept a connection (TCP, startup, authentication).
+    #[arg(long, env = "MASQ_PG_CONNECT_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub pg_connect_timeout: u64,
+    /// Seconds PostgreSQL may take to answer one request (a query, or a batch's whole
+    /// transaction) before masq drops the connection, says so, and retries on a new one.
+    #[arg(long, env = "MASQ_PG_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub pg_timeout: u64,
+}
+
+impl DatabaseArgs {
+    pub fn database(&self) -> anyhow::Result<crate::sink::postgres::Database> {
+        crate::sink::postgres::Database::new(
+            &self.database_url,
+            std::time::Duration::from_secs(self.pg_connect_timeout),
+            std::time::Duration::from_secs(self.pg_timeout),
+        )
+    }
+}
+
+/// Which SQS queue, and how long to wait for SQS.
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    /// The SQS queue URL.
+    #[arg(long, env = "MASQ_QUEUE_URL")]
+    pub queue_url: String,
+    /// Seconds SQS may take to accept a connection.
+    #[arg(long, env = "MASQ_SQS_CONNECT_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sqs_connect_timeout: u64,
+    /// Seconds SQS may take to answer one call (on top of a receive's long-poll wait) before
+    /// masq gives up on it, says so, and retries.
+    #[arg(long, env = "MASQ_SQS_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sqs_timeout: u64,
+}
+
+impl QueueArgs {
+    pub fn timeouts(&self) -> crate::source::sqs::SqsTimeouts {
+        crate::source::sqs::SqsTimeouts {
+            connect: std::time::Duration::from_secs(self.sqs_connect_timeout),
+            call: std::time::Duration::from_secs(self.sqs_timeout),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "count"])))]
 pub struct SeedArgs {
-    /// The SQS queue URL to send to.
-    #[arg(long, env = "MASQ_QUEUE_URL")]
-    pub queue_url: String,
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// A JSONL file: each non-empty line is sent as one message body, as it is.
     #[arg(long, env = "MASQ_SEED_FILE")]
     pub file: Option<PathBuf>,

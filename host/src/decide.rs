@@ -4,6 +4,7 @@
 use crate::batch::{Item, Stage, Verdict};
 use crate::decode::decode_body;
 use crate::policy::{BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
+use crate::sink::sql::storable;
 use crate::source::Message;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +35,16 @@ pub async fn decide(
     let mut records = Vec::with_capacity(items.len());
     let mut record_of = Vec::with_capacity(items.len());
     for (i, item) in items.iter_mut().enumerate() {
+        if item.message.body.len() > MAX_BODY_BYTES {
+            item.verdict = Verdict::Dead {
+                stage: Stage::Decode,
+                reason: format!(
+                    "message body of {} bytes is over the {MAX_BODY_BYTES} bytes masq decodes (SQS's own maximum)",
+                    item.message.body.len()
+                ),
+            };
+            continue;
+        }
         match decode_body(&item.message.body) {
             Ok(fields) => {
                 records.push(Record {
@@ -50,7 +61,7 @@ pub async fn decide(
             Err(reason) => {
                 item.verdict = Verdict::Dead {
                     stage: Stage::Decode,
-                    reason,
+                    reason: storable(&reason).into_owned(),
                 }
             }
         }
@@ -71,11 +82,18 @@ pub async fn decide(
             Ok(Outcome::Drop) => Verdict::Drop,
             Ok(Outcome::Reject(reason)) => Verdict::Dead {
                 stage: Stage::Policy,
-                reason: bounded(reason),
+                reason: storable(&bounded(reason)).into_owned(),
+            },
+            // The output broke a host limit (a field name too long for a column, too many
+            // fields): that is the record's content passed through, so it costs the record,
+            // never the policy's standing with the breaker.
+            Err(e @ BatchError::Output(_)) => Verdict::Dead {
+                stage: Stage::Policy,
+                reason: storable(&e.to_string()).into_owned(),
             },
             Err(e) => {
                 health.failed += 1;
-                let reason = e.to_string();
+                let reason = storable(&e.to_string()).into_owned();
                 health.last_error = reason.clone();
                 Verdict::Dead {
                     stage: Stage::Policy,
@@ -116,6 +134,11 @@ async fn transform(
         .await
         .expect("the policy runs in a sandbox and cannot panic the host")
 }
+
+/// Largest body masq decodes: SQS's own maximum message size (1 MiB). A larger body (from
+/// `masq load`, say) is one dead letter; it never reaches the policy, where its size could
+/// exhaust the sandbox's memory and count against the policy.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Most bytes of a policy's reject reason that are kept: the reason is stored with every dead
 /// letter and read by people; a policy must not be able to fill the table through it.

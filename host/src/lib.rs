@@ -9,6 +9,7 @@ pub mod decode;
 pub mod failpoint;
 pub mod keys;
 pub mod load;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin_check;

@@ -26,18 +26,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
         config: args.policy_config.clone(),
         ..PolicyOptions::default()
     };
-    let loaded = setup::load_policy(
-        &args.plugin,
-        &args.database_url,
-        &args.table,
-        options,
-        keys,
-        None,
-    )
-    .await?;
+    let database = args.database.database()?;
+    let loaded =
+        setup::load_policy(&args.plugin, &database, &args.table, options, keys, None).await?;
     let (schema, policy) = (loaded.schema, Arc::new(loaded.policy));
     let provenance = Provenance::of(&policy);
-    let sink = PostgresSink::connect(&args.database_url, schema.clone()).await?;
+    let sink = PostgresSink::connect(&database, schema.clone()).await?;
 
     let stdin = args.input.as_os_str() == "-";
     let source_id = args.source_id.clone().unwrap_or_else(|| {
@@ -126,7 +120,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<String> {
     let mut writers = tokio::task::JoinSet::new();
     for mut sink in [
         sink,
-        PostgresSink::connect(&args.database_url, schema.clone()).await?,
+        PostgresSink::connect(&database, schema.clone()).await?,
     ] {
         let (decided_rx, provenance) = (decided_rx.clone(), provenance.clone());
         writers.spawn(async move {

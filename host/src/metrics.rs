@@ -37,6 +37,20 @@ pub struct Counters {
     latency_count: AtomicU64,
     latency_micros_sum: AtomicU64,
     pub ready: AtomicBool,
+    /// Messages masq holds right now: received, not yet deleted or handed back.
+    pub held: AtomicU64,
+    /// When the pipeline last moved (a batch committed, messages handed back), in ms since
+    /// the Unix epoch.
+    last_progress_ms: AtomicU64,
+    /// How long the pipeline may hold messages without moving before /healthz fails; 0: never.
+    stall_after_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Counters {
@@ -46,6 +60,32 @@ impl Counters {
 
     pub fn inc(c: &AtomicU64, by: u64) {
         c.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// The pipeline moved: messages left masq's hands.
+    pub fn progress(&self) {
+        self.last_progress_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Sets how long the pipeline may hold messages without moving before it counts as stuck,
+    /// and starts the clock.
+    pub fn set_stall_after(&self, after: std::time::Duration) {
+        self.stall_after_ms
+            .store(after.as_millis() as u64, Ordering::Relaxed);
+        self.progress();
+    }
+
+    /// `Some(how long)` when masq holds messages and has not moved for longer than allowed:
+    /// writes hang, a peer went silent, the policy is stuck.
+    pub fn stalled(&self) -> Option<std::time::Duration> {
+        let limit = Self::get(&self.stall_after_ms);
+        // A broken policy is said loudly and waits on purpose, for a fix or a swap that a
+        // restart would not bring.
+        if limit == 0 || Self::get(&self.held) == 0 || self.policy_broken.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = now_ms().saturating_sub(Self::get(&self.last_progress_ms));
+        (since > limit).then(|| std::time::Duration::from_millis(since))
     }
 
     pub fn observe_batch(&self, seconds: f64) {
@@ -144,6 +184,16 @@ impl Counters {
         );
         let _ = writeln!(
             out,
+            "# HELP masq_messages_held Messages received and not yet deleted or handed back.\n# TYPE masq_messages_held gauge\nmasq_messages_held {}",
+            Self::get(&self.held)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP masq_last_progress_timestamp_seconds When a batch last committed or messages were last handed back.\n# TYPE masq_last_progress_timestamp_seconds gauge\nmasq_last_progress_timestamp_seconds {}",
+            Self::get(&self.last_progress_ms) as f64 / 1e3
+        );
+        let _ = writeln!(
+            out,
             "# HELP masq_policy_broken 1 while the policy fails on most records.\n# TYPE masq_policy_broken gauge\nmasq_policy_broken {}",
             u8::from(self.policy_broken.load(Ordering::Relaxed))
         );
@@ -194,7 +244,8 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serves /metrics, /healthz (alive) and /readyz (policy loaded, database reached).
+/// Serves /metrics, /healthz (alive: fails while masq holds messages without moving for longer
+/// than the stall timeout) and /readyz (policy loaded, database reached).
 pub async fn serve(listener: TcpListener, counters: Arc<Counters>, policy: Arc<ActivePolicy>) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
@@ -216,7 +267,17 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>, policy: Arc<A
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
                 "/metrics" => ("200 OK", counters.render(Some(&policy))),
-                "/healthz" => ("200 OK", "ok\n".to_string()),
+                "/healthz" => match counters.stalled() {
+                    None => ("200 OK", "ok\n".to_string()),
+                    Some(since) => (
+                        "503 Service Unavailable",
+                        format!(
+                            "stalled: holding {} messages, no progress for {} s\n",
+                            Counters::get(&counters.held),
+                            since.as_secs()
+                        ),
+                    ),
+                },
                 "/readyz" if counters.ready.load(Ordering::Relaxed) => {
                     ("200 OK", "ready\n".to_string())
                 }
@@ -232,5 +293,29 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>, policy: Arc<A
             );
             let _ = socket.write_all(response.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stalled_only_while_holding_messages_past_the_limit() {
+        let c = Counters::default();
+        assert_eq!(c.stalled(), None, "no limit set: never stalled");
+        c.set_stall_after(Duration::from_millis(50));
+        assert_eq!(c.stalled(), None);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.stalled(), None, "holding nothing is idle, not stalled");
+        c.held.store(3, Ordering::Relaxed);
+        assert!(c.stalled().is_some_and(|d| d >= Duration::from_millis(50)));
+        c.policy_broken.store(true, Ordering::Relaxed);
+        assert_eq!(c.stalled(), None, "a broken policy waits on purpose");
+        c.policy_broken.store(false, Ordering::Relaxed);
+        c.progress();
+        assert_eq!(c.stalled(), None, "progress resets the clock");
+        assert!(c.render(None).contains("masq_messages_held 3"));
     }
 }

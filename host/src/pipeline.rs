@@ -12,7 +12,7 @@ use crate::breaker::{self, Breaker};
 use crate::decide::decide;
 use crate::metrics::Counters;
 use crate::policy::{ActivePolicy, Canary};
-use crate::sink::postgres::{PostgresSink, WriteReport};
+use crate::sink::postgres::{Database, PostgresSink, WriteError, WriteReport};
 use crate::sink::schema::TableSchema;
 use crate::source::Message;
 use crate::source::sqs::SqsSource;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 /// How the pipeline runs; built from the CLI by `main`.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    pub database_url: String,
+    pub database: Database,
     pub batch_size: usize,
     pub batch_wait: Duration,
     pub receivers: usize,
@@ -38,6 +38,8 @@ pub struct PipelineConfig {
     /// Print what would be written instead of writing; hold every message until the end,
     /// then hand all of them back.
     pub dry_run: bool,
+    /// How long masq may hold messages without moving before it says so (log, /healthz).
+    pub stall_after: Duration,
 }
 
 /// Every message masq holds, from receipt until it is deleted or handed back. The heartbeat
@@ -50,6 +52,8 @@ struct Held {
     inner: Mutex<HeldState>,
     /// Wakes parked receivers: messages went back to the queue, or the queue is drained.
     wake: Notify,
+    /// The held gauge and the progress clock behind /healthz.
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -72,22 +76,30 @@ impl HeldState {
 }
 
 impl Held {
-    fn new(receivers: usize) -> Held {
+    fn new(receivers: usize, counters: Arc<Counters>) -> Held {
         Held {
             inner: Mutex::new(HeldState {
                 parked: vec![false; receivers],
                 ..HeldState::default()
             }),
             wake: Notify::new(),
+            counters,
         }
     }
 
     fn add(&self, messages: &[Message]) {
         let now = Instant::now();
         let mut s = self.inner.lock().expect("held lock");
+        if s.receipts.is_empty() {
+            // Holding nothing until now was not a stall: the clock starts with the holding.
+            self.counters.progress();
+        }
         for m in messages {
             s.receipts.insert(m.receipt.clone(), now);
         }
+        self.counters
+            .held
+            .store(s.receipts.len() as u64, Ordering::Relaxed);
     }
 
     /// Forgets messages: deleted (`back_in_queue` false) or handed back to the queue (true,
@@ -98,6 +110,10 @@ impl Held {
             s.receipts.remove(r);
             s.shown.remove(r);
         }
+        self.counters
+            .held
+            .store(s.receipts.len() as u64, Ordering::Relaxed);
+        self.counters.progress();
         if back_in_queue {
             s.parked.iter_mut().for_each(|p| *p = false);
         }
@@ -126,6 +142,10 @@ impl Held {
                 s.shown.insert(r.to_string(), t);
             }
         }
+        self.counters
+            .held
+            .store(s.receipts.len() as u64, Ordering::Relaxed);
+        self.counters.progress();
         if s.check_drained() {
             drop(s);
             self.wake.notify_waiters();
@@ -168,10 +188,20 @@ pub async fn run(
     // Connect every worker before receiving anything, so a bad DATABASE_URL holds no message.
     let mut sinks = Vec::with_capacity(config.workers);
     for _ in 0..config.workers {
-        sinks.push(PostgresSink::connect(&config.database_url, schema.clone()).await?);
+        sinks.push(PostgresSink::connect(&config.database, schema.clone()).await?);
     }
 
-    let held = Arc::new(Held::new(config.receivers));
+    counters.set_stall_after(config.stall_after);
+    let held = Arc::new(Held::new(config.receivers, counters.clone()));
+    // A permanent error (a missing privilege, a dropped table) stops everything; it is kept
+    // here and returned once every message is back in the queue.
+    let fatal: Arc<Mutex<Option<anyhow::Error>>> = Arc::new(Mutex::new(None));
+    let watchdog_stop = CancellationToken::new();
+    let watchdog = tokio::spawn(watchdog_loop(
+        counters.clone(),
+        config.stall_after,
+        watchdog_stop.clone(),
+    ));
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
     let (tx, rx) = mpsc::channel::<Vec<Message>>(
@@ -204,18 +234,20 @@ pub async fn run(
     let breaker = Arc::new(Breaker::default());
     let mut workers = JoinSet::new();
     for sink in sinks {
-        workers.spawn(worker_loop(
-            sink,
-            source.clone(),
-            policy.clone(),
-            canary.clone(),
-            breaker.clone(),
-            config.clone(),
-            held.clone(),
-            counters.clone(),
-            rx.clone(),
-            stop.clone(),
-        ));
+        let worker = Worker {
+            sink: Some(sink),
+            schema: schema.clone(),
+            source: source.clone(),
+            policy: policy.clone(),
+            canary: canary.clone(),
+            breaker: breaker.clone(),
+            config: config.clone(),
+            held: held.clone(),
+            counters: counters.clone(),
+            stop: stop.clone(),
+            fatal: fatal.clone(),
+        };
+        workers.spawn(worker.run(rx.clone()));
     }
 
     // Only workers may hold the receiving end: when they stop, senders must see it closed.
@@ -234,7 +266,44 @@ pub async fn run(
     }
     heartbeat_stop.cancel();
     let _ = heartbeat.await;
-    Ok(())
+    watchdog_stop.cancel();
+    let _ = watchdog.await;
+    match fatal.lock().expect("fatal lock").take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Says so in the log when masq holds messages and nothing moves (writes hang, a peer is
+/// silent, the policy is stuck): once when it starts, once when it ends.
+async fn watchdog_loop(counters: Arc<Counters>, stall_after: Duration, stop: CancellationToken) {
+    if stall_after.is_zero() {
+        return;
+    }
+    let period = (stall_after / 4).max(Duration::from_millis(250));
+    let mut stalled = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(period) => {},
+        }
+        match counters.stalled() {
+            Some(since) if !stalled => {
+                stalled = true;
+                tracing::error!(
+                    held = Counters::get(&counters.held),
+                    seconds = since.as_secs(),
+                    "no progress while holding messages: the lines above say what is stuck \
+                     (database, SQS or policy); /healthz now reports unhealthy"
+                );
+            }
+            None if stalled => {
+                stalled = false;
+                tracing::info!("progress again; /healthz reports healthy");
+            }
+            _ => {}
+        }
+    }
 }
 
 async fn receive_loop(
@@ -356,9 +425,11 @@ async fn heartbeat_loop(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn worker_loop(
-    mut sink: PostgresSink,
+/// One worker: takes batches, decides them, writes them, acknowledges them.
+struct Worker {
+    /// `None` after a timeout dropped the connection; the next write reconnects.
+    sink: Option<PostgresSink>,
+    schema: Arc<TableSchema>,
     source: SqsSource,
     policy: Arc<ActivePolicy>,
     canary: Arc<Canary>,
@@ -366,139 +437,244 @@ async fn worker_loop(
     config: PipelineConfig,
     held: Arc<Held>,
     counters: Arc<Counters>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Message>>>>,
     stop: CancellationToken,
-) {
-    let mut acks = JoinSet::new();
-    loop {
-        let Some(batch) = next_batch(&rx, config.batch_size, config.batch_wait, &stop).await else {
-            break;
-        };
-        let started = Instant::now();
-        // The version in service when the batch starts decides all of it, even if a swap
-        // happens meanwhile; the ledger names exactly this version.
-        let policy = policy.current();
-        let provenance = Provenance::of(&policy);
-        let (items, health) = decide(&policy, source.queue_url(), batch, Some(&canary)).await;
-        Counters::inc(&counters.policy_nanos, health.policy_time.as_nanos() as u64);
-        if let breaker::Verdict::Broken {
-            failed,
-            evaluated,
-            back_off,
-        } = breaker.judge(policy.digest(), health.failed, health.evaluated)
-        {
-            // Not bad data: the policy fails on most records. Dead-lettering would drain the
-            // queue into the dead-letter table; leave the messages in the queue instead.
-            counters.policy_broken.store(true, Ordering::Relaxed);
-            Counters::inc(&counters.policy_broken_batches, 1);
-            tracing::error!(
-                policy = %policy.info().name,
-                version = %policy.info().version,
+    fatal: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl Worker {
+    async fn run(mut self, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Message>>>>) {
+        let mut acks = JoinSet::new();
+        loop {
+            let Some(batch) = next_batch(
+                &rx,
+                self.config.batch_size,
+                self.config.batch_wait,
+                &self.stop,
+            )
+            .await
+            else {
+                break;
+            };
+            let started = Instant::now();
+            // The version in service when the batch starts decides all of it, even if a swap
+            // happens meanwhile; the ledger names exactly this version.
+            let policy = self.policy.current();
+            let provenance = Provenance::of(&policy);
+            let (items, health) =
+                decide(&policy, self.source.queue_url(), batch, Some(&self.canary)).await;
+            Counters::inc(
+                &self.counters.policy_nanos,
+                health.policy_time.as_nanos() as u64,
+            );
+            if let breaker::Verdict::Broken {
                 failed,
                 evaluated,
-                back_off_s = back_off.as_secs(),
-                last_error = %health.last_error,
-                "policy is BROKEN: it fails on most records. Messages stay in the queue, nothing is \
-                 dead-lettered; fix or swap the policy (replace the file, or SIGHUP)"
-            );
-            let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
-            source
-                .set_visibility(&receipts, back_off.as_secs().min(43_200) as i32)
-                .await;
-            Counters::inc(&counters.released, receipts.len() as u64);
-            held.remove(receipts.into_iter(), true);
-            if config.drain {
-                // A drain cannot finish with a broken policy: stop and say so (exit code 3).
-                stop.cancel();
-                break;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(back_off) => continue,
-            }
-        }
-        counters.policy_broken.store(false, Ordering::Relaxed);
-        if config.dry_run {
-            match sink.preview(&items).await {
-                Ok(lines) => {
-                    use std::io::Write as _;
-                    let mut out = std::io::stdout().lock();
-                    for line in &lines {
-                        let _ = writeln!(out, "{line}");
-                    }
-                    for line in &lines {
-                        let counter = if line.get("row").is_some() {
-                            &counters.written
-                        } else if line.get("dead_letter").is_some() {
-                            &counters.dead_lettered
-                        } else if line.get("duplicate").is_some() {
-                            &counters.duplicates
-                        } else {
-                            &counters.dropped
-                        };
-                        Counters::inc(counter, 1);
-                    }
-                    held.shown(items.iter().map(|i| i.message.receipt.as_str()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "dry run: cannot read the ledger; handing the batch back");
-                    let receipts: Vec<&str> =
-                        items.iter().map(|i| i.message.receipt.as_str()).collect();
-                    source.set_visibility(&receipts, 0).await;
-                    held.remove(receipts.into_iter(), true);
-                }
-            }
-            continue;
-        }
-        match write_with_retry(
-            &mut sink,
-            &items,
-            &provenance,
-            &config.database_url,
-            &counters,
-            &stop,
-        )
-        .await
-        {
-            Some(report) => {
-                crate::failpoint::crash_after_commit();
-                add_report(&counters, report);
-                counters.batches.fetch_add(1, Ordering::Relaxed);
-                counters.observe_batch(started.elapsed().as_secs_f64());
-                tracing::debug!(
-                    messages = items.len(),
-                    written = report.written,
-                    dead_lettered = report.dead_lettered,
-                    duplicates = report.duplicates,
-                    ms = started.elapsed().as_millis() as u64,
-                    "batch committed"
+                back_off,
+            } = self
+                .breaker
+                .judge(policy.digest(), health.failed, health.evaluated)
+            {
+                // Not bad data: the policy fails on most records. Dead-lettering would drain
+                // the queue into the dead-letter table; leave the messages in the queue instead.
+                self.counters.policy_broken.store(true, Ordering::Relaxed);
+                Counters::inc(&self.counters.policy_broken_batches, 1);
+                tracing::error!(
+                    policy = %policy.info().name,
+                    version = %policy.info().version,
+                    failed,
+                    evaluated,
+                    back_off_s = back_off.as_secs(),
+                    last_error = %health.last_error,
+                    "policy is BROKEN: it fails on most records. Messages stay in the queue, nothing is \
+                     dead-lettered; fix or swap the policy (replace the file, or SIGHUP)"
                 );
-                // Deleting after commit, off the worker's path: the next batch need not wait.
-                let source = source.clone();
-                let held = held.clone();
-                acks.spawn(async move {
-                    let receipts: Vec<&str> =
-                        items.iter().map(|i| i.message.receipt.as_str()).collect();
-                    // Committed: no longer masq's to extend, whether or not the delete lands (a
-                    // message that reappears is skipped by the ledger).
-                    held.remove(receipts.iter().copied(), false);
-                    source.delete(&receipts).await;
-                });
+                self.hand_back(&items, back_off.as_secs().min(43_200) as i32)
+                    .await;
+                if self.config.drain {
+                    // A drain cannot finish with a broken policy: stop and say so (exit code 3).
+                    self.stop.cancel();
+                    break;
+                }
+                tokio::select! {
+                    _ = self.stop.cancelled() => break,
+                    _ = tokio::time::sleep(back_off) => continue,
+                }
             }
-            None => {
-                // Stopping and the database never took the batch: give the messages back.
-                let receipts: Vec<&str> =
-                    items.iter().map(|i| i.message.receipt.as_str()).collect();
-                source.set_visibility(&receipts, 0).await;
-                counters
-                    .released
-                    .fetch_add(receipts.len() as u64, Ordering::Relaxed);
-                held.remove(receipts.into_iter(), true);
+            self.counters.policy_broken.store(false, Ordering::Relaxed);
+            if self.config.dry_run {
+                self.preview(&items).await;
+                continue;
+            }
+            match self.write_with_retry(&items, &provenance).await {
+                Ok(report) => {
+                    crate::failpoint::crash_after_commit();
+                    add_report(&self.counters, report);
+                    self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    self.counters.observe_batch(started.elapsed().as_secs_f64());
+                    tracing::debug!(
+                        messages = items.len(),
+                        written = report.written,
+                        dead_lettered = report.dead_lettered,
+                        duplicates = report.duplicates,
+                        ms = started.elapsed().as_millis() as u64,
+                        "batch committed"
+                    );
+                    // Deleting after commit, off the worker's path: the next batch need not wait.
+                    let source = self.source.clone();
+                    let held = self.held.clone();
+                    acks.spawn(async move {
+                        let receipts: Vec<&str> =
+                            items.iter().map(|i| i.message.receipt.as_str()).collect();
+                        // Committed: no longer masq's to extend, whether or not the delete
+                        // lands (a message that reappears is skipped by the ledger).
+                        held.remove(receipts.iter().copied(), false);
+                        source.delete(&receipts).await;
+                    });
+                }
+                Err(Unwritten::Stopping) => {
+                    // Stopping and the database never took the batch: give the messages back.
+                    self.hand_back(&items, 0).await;
+                }
+                Err(Unwritten::Permanent(why)) => {
+                    tracing::error!("{why}");
+                    self.hand_back(&items, 0).await;
+                    self.fatal
+                        .lock()
+                        .expect("fatal lock")
+                        .get_or_insert_with(|| anyhow::anyhow!("{why}"));
+                    self.stop.cancel();
+                    break;
+                }
+            }
+            while acks.try_join_next().is_some() {}
+        }
+        while acks.join_next().await.is_some() {}
+    }
+
+    /// Gives messages back to the queue, visible again after `seconds`.
+    async fn hand_back(&self, items: &[Item], seconds: i32) {
+        let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
+        self.source.set_visibility(&receipts, seconds).await;
+        Counters::inc(&self.counters.released, receipts.len() as u64);
+        self.held.remove(receipts.into_iter(), true);
+    }
+
+    /// Dry run: prints what the batch would do and keeps its messages until the end.
+    async fn preview(&mut self, items: &[Item]) {
+        let preview = match self.connected().await {
+            Ok(sink) => sink.preview(items).await,
+            Err(e) => Err(e),
+        };
+        match preview {
+            Ok(lines) => {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                for line in &lines {
+                    let _ = writeln!(out, "{line}");
+                }
+                for line in &lines {
+                    let counter = if line.get("row").is_some() {
+                        &self.counters.written
+                    } else if line.get("dead_letter").is_some() {
+                        &self.counters.dead_lettered
+                    } else if line.get("duplicate").is_some() {
+                        &self.counters.duplicates
+                    } else {
+                        &self.counters.dropped
+                    };
+                    Counters::inc(counter, 1);
+                }
+                self.held
+                    .shown(items.iter().map(|i| i.message.receipt.as_str()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "dry run: cannot read the ledger; handing the batch back");
+                self.sink = None;
+                self.hand_back(items, 0).await;
             }
         }
-        while acks.try_join_next().is_some() {}
     }
-    while acks.join_next().await.is_some() {}
+
+    /// The worker's connection, made again if it broke or was dropped.
+    async fn connected(&mut self) -> anyhow::Result<&mut PostgresSink> {
+        if self.sink.as_ref().is_none_or(PostgresSink::is_closed) {
+            self.sink = None;
+            self.sink =
+                Some(PostgresSink::connect(&self.config.database, self.schema.clone()).await?);
+        }
+        Ok(self.sink.as_mut().expect("connected above"))
+    }
+
+    /// Writes until the database takes the batch. Transient failures (a lost connection, a
+    /// silent server, a restart) are retried with a log line each time; a permanent one
+    /// (privileges, a dropped table) ends the retries at once, and so does a stop (after a
+    /// grace period): the caller then hands the messages back to the queue.
+    async fn write_with_retry(
+        &mut self,
+        items: &[Item],
+        provenance: &Provenance,
+    ) -> Result<WriteReport, Unwritten> {
+        // Within the 25 s a stop may take, leave time to hand messages back.
+        const GRACE_AFTER_STOP: Duration = Duration::from_secs(15);
+        let mut backoff = Duration::from_millis(200);
+        let mut stop_seen: Option<Instant> = None;
+        let mut attempt = 0u32;
+        // Duplicate copies of a message id in one batch would claim the id twice: write the first.
+        let mut seen = HashSet::new();
+        let unique: Vec<Item> = items
+            .iter()
+            .filter(|i| seen.insert(i.message.id.clone()))
+            .cloned()
+            .collect();
+        loop {
+            attempt += 1;
+            let error = match self.connected().await {
+                Err(e) => format!("{e:#}"),
+                Ok(sink) => match sink.write(&unique, provenance).await {
+                    Ok(report) => {
+                        if attempt > 1 {
+                            tracing::info!(
+                                attempt,
+                                messages = items.len(),
+                                "batch written after retries"
+                            );
+                        }
+                        return Ok(report);
+                    }
+                    Err(WriteError::Permanent(why)) => return Err(Unwritten::Permanent(why)),
+                    Err(WriteError::Transient(why)) => {
+                        // The connection is in an unknown state (a statement may still run on
+                        // it): drop it, and retry on a fresh one.
+                        self.sink = None;
+                        why
+                    }
+                },
+            };
+            Counters::inc(&self.counters.postgres_errors, 1);
+            tracing::warn!(
+                attempt,
+                messages = items.len(),
+                retry_in_ms = backoff.as_millis() as u64,
+                "batch not written, will retry: {error}"
+            );
+            if self.stop.is_cancelled() {
+                let since = *stop_seen.get_or_insert_with(Instant::now);
+                if since.elapsed() >= GRACE_AFTER_STOP {
+                    return Err(Unwritten::Stopping);
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Why a batch was not written.
+enum Unwritten {
+    /// masq is stopping and the database did not take it in time.
+    Stopping,
+    /// Retrying cannot help; the message says what to fix.
+    Permanent(String),
 }
 
 /// Takes the next batch: waits for a first chunk, then fills up for at most `wait`.
@@ -532,54 +708,4 @@ fn add_report(c: &Counters, r: WriteReport) {
     Counters::inc(&c.dropped, r.dropped);
     Counters::inc(&c.dead_lettered, r.dead_lettered);
     Counters::inc(&c.duplicates, r.duplicates);
-}
-
-/// Writes until the database takes the batch. Gives up only when stopping (after a grace
-/// period), returning `None`: the caller then hands the messages back to the queue.
-async fn write_with_retry(
-    sink: &mut PostgresSink,
-    items: &[Item],
-    provenance: &Provenance,
-    database_url: &str,
-    counters: &Counters,
-    stop: &CancellationToken,
-) -> Option<WriteReport> {
-    // Within the 25 s a stop may take, leave time to hand messages back.
-    const GRACE_AFTER_STOP: Duration = Duration::from_secs(15);
-    let mut backoff = Duration::from_millis(200);
-    let mut stop_seen: Option<Instant> = None;
-    // Duplicate copies of a message id in one batch would claim the id twice: write the first.
-    let mut seen = HashSet::new();
-    let unique: Vec<Item> = items
-        .iter()
-        .filter(|i| seen.insert(i.message.id.clone()))
-        .cloned()
-        .collect();
-    loop {
-        if sink.is_closed() {
-            match PostgresSink::connect(database_url, sink.schema()).await {
-                Ok(new) => *sink = new,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot reconnect to PostgreSQL")
-                }
-            }
-        }
-        if !sink.is_closed() {
-            match sink.write(&unique, provenance).await {
-                Ok(report) => return Some(report),
-                Err(e) => {
-                    Counters::inc(&counters.postgres_errors, 1);
-                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "batch not written; retrying")
-                }
-            }
-        }
-        if stop.is_cancelled() {
-            let since = *stop_seen.get_or_insert_with(Instant::now);
-            if since.elapsed() >= GRACE_AFTER_STOP {
-                return None;
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }

@@ -105,6 +105,20 @@ pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
 /// an output field of the row made from it.
 fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
     let mut leaks = Vec::new();
+    // A misspelt --pii name would check nothing and pass: every name must occur in the input.
+    let mut seen = std::collections::BTreeSet::new();
+    for item in items {
+        if let Ok(fields) = crate::decode::decode_body(&item.message.body) {
+            seen.extend(fields.into_iter().map(|f| f.name));
+        }
+    }
+    for name in pii.iter().filter(|n| !seen.contains(*n)) {
+        leaks.push(format!(
+            "--pii field '{name}' is in no input record, so nothing was checked for it; fields \
+             in the input: {}",
+            seen.iter().take(40).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
     for item in items {
         let Verdict::Row(out) = &item.verdict else {
             continue;

@@ -25,18 +25,12 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<String> {
         config: args.policy_config.clone(),
         ..PolicyOptions::default()
     };
-    let loaded = setup::load_policy(
-        &args.plugin,
-        &args.database_url,
-        &args.table,
-        options,
-        keys,
-        None,
-    )
-    .await?;
+    let database = args.database.database()?;
+    let loaded =
+        setup::load_policy(&args.plugin, &database, &args.table, options, keys, None).await?;
     let (table, schema, policy) = (loaded.table, loaded.schema, Arc::new(loaded.policy));
     let provenance = crate::batch::Provenance::of(&policy);
-    let mut sink = PostgresSink::connect(&args.database_url, schema).await?;
+    let mut sink = PostgresSink::connect(&database, schema).await?;
 
     let mut total = ReplayReport::default();
     let mut after = 0;

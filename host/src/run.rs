@@ -32,6 +32,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config: args.policy_config.clone(),
         ..PolicyOptions::default()
     };
+    let database = args.database.database()?;
     let setup::Loaded {
         table,
         schema,
@@ -39,7 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         policy,
     } = setup::load_policy(
         &args.plugin,
-        &args.database_url,
+        &database,
         &args.table,
         options,
         keys.clone(),
@@ -48,7 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let active = Arc::new(ActivePolicy::new(policy));
 
-    let source = SqsSource::connect(&args.queue_url).await?;
+    let source = SqsSource::connect(&args.queue.queue_url, args.queue.timeouts()).await?;
     let (visible, _) = source.depth().await?;
 
     let stop = CancellationToken::new();
@@ -69,7 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = (args.drain && std::io::stderr().is_terminal())
         .then(|| spawn_progress(counters.clone(), visible));
 
-    let events = EventLog::new(&args.database_url, &table.to_string());
+    let events = EventLog::new(&database, &table.to_string());
     events
         .record(
             "started",
@@ -92,7 +93,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let watcher = tokio::spawn(reloader.watch(reloading.clone()));
 
     let config = PipelineConfig {
-        database_url: args.database_url.clone(),
+        database: database.clone(),
         batch_size: args.batch_size as usize,
         batch_wait: Duration::from_millis(args.batch_wait_ms),
         receivers: args.receivers as usize,
@@ -101,8 +102,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         wait_seconds: args.wait_seconds,
         drain: args.drain || args.dry_run,
         dry_run: args.dry_run,
+        stall_after: Duration::from_secs(args.stall_timeout),
     };
-    tracing::info!(queue = %args.queue_url, table = %table, drain = args.drain, "masq running");
+    tracing::info!(queue = %args.queue.queue_url, table = %table, drain = args.drain, "masq running");
     counters.ready.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let result = pipeline::run(
@@ -191,17 +193,17 @@ fn spawn_signal_handler(stop: CancellationToken) {
         // after their visibility timeout and the ledger skips those already written.
         std::thread::spawn(|| {
             std::thread::sleep(STOP_DEADLINE);
-            eprintln!(
-                "error: stop took longer than {} s; exiting now",
+            crate::logging::fatal(&format!(
+                "stop took longer than {} s; exiting now",
                 STOP_DEADLINE.as_secs()
-            );
+            ));
             std::process::exit(2);
         });
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
         }
-        eprintln!("second signal: exiting now");
+        crate::logging::fatal("second signal: exiting now");
         std::process::exit(130);
     });
 }

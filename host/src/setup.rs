@@ -5,7 +5,7 @@
 use crate::keys::{Keys, Pseudonymizer};
 use crate::policy::reload::PolicyLoader;
 use crate::policy::{PolicyHost, PolicyOptions, PolicyRuntime};
-use crate::sink::postgres;
+use crate::sink::postgres::Database;
 use crate::sink::schema::{TableName, TableSchema};
 use anyhow::{Context, bail};
 use std::path::Path;
@@ -44,15 +44,22 @@ pub struct Loaded {
 /// Reads the table's columns, then loads and checks the policy against them.
 pub async fn load_policy(
     plugin: &Path,
-    database_url: &str,
+    database: &Database,
     table: &str,
     options: PolicyOptions,
     keys: Arc<Keys>,
     pin: Option<String>,
 ) -> anyhow::Result<Loaded> {
     let table = TableName::parse(table)?;
-    let client = postgres::connect(database_url).await?;
-    let schema = Arc::new(TableSchema::load(&client, &table).await?);
+    let client = database.connect().await?;
+    let schema = Arc::new(
+        database
+            .answer(
+                &format!("reading the columns of table {table}"),
+                TableSchema::load(&client, &table),
+            )
+            .await?,
+    );
     drop(client);
     let loader = PolicyLoader {
         runtime: Arc::new(PolicyRuntime::new()?),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod net;
+
 use aws_sdk_sqs::Client as SqsClient;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

@@ -264,6 +264,21 @@ impl PolicyHost {
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             bail!("policy {origin}: `describe` must return a name and a version");
         }
+        // Both are stored with every ledger row and dead letter, and printed in logs.
+        for (what, text) in [("name", &info.name), ("version", &info.version)] {
+            if text.len() > 128 || text.chars().any(char::is_control) {
+                bail!(
+                    "policy {origin}: `describe` returned a {what} of {} bytes with {}; a {what} is at \
+                     most 128 bytes of printable text",
+                    text.len(),
+                    if text.chars().any(char::is_control) {
+                        "control characters"
+                    } else {
+                        "no control characters"
+                    }
+                );
+            }
+        }
         host.name = Arc::from(info.name.as_str());
         host.info = info;
         host.writes = host
@@ -356,7 +371,11 @@ impl PolicyHost {
         let (left, right) = failing.split_at(failing.len() / 2);
         let mut out = self.transform_isolated(left);
         let left_clean = out.iter().all(Result::is_ok);
-        out.extend(if left_clean { self.bisect(right) } else { self.transform_isolated(right) });
+        out.extend(if left_clean {
+            self.bisect(right)
+        } else {
+            self.transform_isolated(right)
+        });
         out
     }
 

@@ -1,7 +1,10 @@
 //! `masq db init`: the target table (the login-events DDL), the ledger and the dead letters.
 //! Safe to run again, and safe to run from several processes at once.
 
+use super::postgres::Database;
 use super::schema::TableName;
+use super::sql;
+use anyhow::anyhow;
 use tokio_postgres::Client;
 
 /// masq's own tables. The ledger holds one row per message id per target table: the
@@ -49,8 +52,8 @@ CREATE TABLE IF NOT EXISTS masq.policy_events (
     at              timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS policy_events_by_table ON masq.policy_events (target_table, at);
--- Dead letters hold raw, unmasked bodies: nobody but their owner reads them by default.
-REVOKE ALL ON masq.dead_letters FROM PUBLIC;
+-- Dead letters hold raw, unmasked bodies: `init` takes every grant on them away from
+-- everyone but their owner (PUBLIC included), whatever granted it.
 ";
 
 /// The take-home's `user_logins` DDL, verbatim but for the table name.
@@ -69,18 +72,78 @@ pub fn login_table(table: &TableName) -> String {
     )
 }
 
-/// Creates everything `masq run` needs. Concurrent callers wait on one advisory lock, because
+/// What `db init` did beyond creating what was missing.
+pub struct InitReport {
+    /// Roles (or PUBLIC) that could read the dead letters before and no longer can.
+    pub revoked: Vec<String>,
+    pub owner: String,
+}
+
+/// Creates everything `masq run` needs, and takes every grant on the dead letters (raw
+/// bodies) away from everyone but their owner, whether it came from a GRANT or from
+/// `ALTER DEFAULT PRIVILEGES`. Concurrent callers wait on one advisory lock, because
 /// `CREATE ... IF NOT EXISTS` alone can still collide on the catalog.
-pub async fn init(client: &mut Client, table: &TableName) -> anyhow::Result<()> {
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock(7403511)", &[])
-        .await?;
-    tx.batch_execute(MASQ_TABLES).await?;
-    if let Some(schema) = &table.schema {
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+pub async fn init(
+    client: &mut Client,
+    database: &Database,
+    table: &TableName,
+) -> anyhow::Result<InitReport> {
+    let explain = |e: tokio_postgres::Error| {
+        anyhow!(
+            "cannot create masq's tables in {}: {}. The user needs CREATE on the database, or \
+             ownership of an existing masq schema and table {table}",
+            database.describe(),
+            sql::server_message(&e)
+        )
+    };
+    let work = async {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock(7403511)", &[])
             .await?;
-    }
-    tx.batch_execute(&login_table(table)).await?;
-    tx.commit().await?;
-    Ok(())
+        tx.batch_execute(MASQ_TABLES).await?;
+        if let Some(schema) = &table.schema {
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                sql::ident(schema)
+            ))
+            .await?;
+        }
+        tx.batch_execute(&login_table(table)).await?;
+        let grantees: Vec<String> = tx
+            .query(
+                "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END \
+                 FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a \
+                 LEFT JOIN pg_roles r ON r.oid = a.grantee \
+                 WHERE c.oid = 'masq.dead_letters'::regclass AND a.grantee <> c.relowner",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !grantees.is_empty() {
+            tx.batch_execute(&format!(
+                "REVOKE ALL ON masq.dead_letters FROM {}",
+                grantees.join(", ")
+            ))
+            .await?;
+        }
+        let owner: String = tx
+            .query_one(
+                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'masq.dead_letters'::regclass",
+                &[],
+            )
+            .await?
+            .get(0);
+        tx.commit().await?;
+        Ok(InitReport {
+            revoked: grantees,
+            owner,
+        })
+    };
+    database
+        .answer("creating masq's tables", async {
+            work.await.map_err(explain)
+        })
+        .await
 }

@@ -1,25 +1,25 @@
 //! Policy events in `masq.policy_events`: which consumer put which policy version (and key
 //! id) in service when, and which new files it refused. `masq status` reads them back.
 
-use super::postgres::connect;
+use super::postgres::Database;
 use crate::policy::PolicyHost;
 use std::fmt::Write as _;
 
 /// Writes events for one consumer (host name and process id) and one target table.
 #[derive(Clone)]
 pub struct EventLog {
-    database_url: String,
+    database: Database,
     table: String,
     consumer: String,
 }
 
 impl EventLog {
-    pub fn new(database_url: &str, table: &str) -> EventLog {
+    pub fn new(database: &Database, table: &str) -> EventLog {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown-host".into());
         EventLog {
-            database_url: database_url.to_string(),
+            database: database.clone(),
             table: table.to_string(),
             consumer: format!("{host}:{}", std::process::id()),
         }
@@ -34,24 +34,30 @@ impl EventLog {
         detail: &str,
     ) {
         let result = async {
-            let client = connect(&self.database_url).await?;
-            client
-                .execute(
-                    "INSERT INTO masq.policy_events \
-                       (target_table, consumer, event, policy_name, policy_version, policy_digest, key_id, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[
-                        &self.table,
-                        &self.consumer,
-                        &event,
-                        &policy.map(|p| p.info().name.as_str()),
-                        &policy.map(|p| p.info().version.as_str()),
-                        &policy.map(PolicyHost::digest),
-                        &key_id,
-                        &detail,
-                    ],
-                )
-                .await?;
+            let client = self.database.connect().await?;
+            let (name, version, digest) = (
+                policy.map(|p| p.info().name.as_str()),
+                policy.map(|p| p.info().version.as_str()),
+                policy.map(PolicyHost::digest),
+            );
+            let detail = crate::sink::sql::storable(detail);
+            let params: [&(dyn postgres_types::ToSql + Sync); 8] = [
+                    &self.table,
+                    &self.consumer,
+                    &event,
+                    &name,
+                    &version,
+                    &digest,
+                    &key_id,
+                    &detail,
+                ];
+            let insert = client.execute(
+                "INSERT INTO masq.policy_events \
+                   (target_table, consumer, event, policy_name, policy_version, policy_digest, key_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &params,
+            );
+            self.database.answer("recording a policy event", insert).await?;
             anyhow::Ok(())
         }
         .await;
@@ -62,19 +68,20 @@ impl EventLog {
 }
 
 /// `masq status`: the policy each consumer of a table serves, and recent refusals.
-pub async fn status(database_url: &str, table: &str) -> anyhow::Result<String> {
-    let client = connect(database_url).await?;
+pub async fn status(database: &Database, table: &str) -> anyhow::Result<String> {
+    let client = database.connect().await?;
     let mut out = String::new();
-    let serving = client
-        .query(
+    let serving = database
+        .answer("reading masq.policy_events", client.query(
             "SELECT DISTINCT ON (consumer) consumer, event, policy_name, policy_version, policy_digest, key_id, \
                     to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
              FROM masq.policy_events \
              WHERE target_table = $1 AND event IN ('started', 'swapped', 'key_rotated', 'stopped') \
              ORDER BY consumer, at DESC, id DESC",
             &[&table],
-        )
-        .await?;
+        ))
+        .await
+        .map_err(|e| explain(e, database))?;
     if serving.is_empty() {
         let _ = writeln!(out, "no consumer of {table} has started yet");
     }
@@ -96,14 +103,15 @@ pub async fn status(database_url: &str, table: &str) -> anyhow::Result<String> {
             row.get::<_, &str>(6),
         );
     }
-    let refusals = client
-        .query(
+    let refusals = database
+        .answer("reading masq.policy_events", client.query(
             "SELECT consumer, event, detail, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
              FROM masq.policy_events WHERE target_table = $1 AND event IN ('refused', 'key_refused') \
              ORDER BY at DESC, id DESC LIMIT 5",
             &[&table],
-        )
-        .await?;
+        ))
+        .await
+        .map_err(|e| explain(e, database))?;
     for row in &refusals {
         let _ = writeln!(
             out,
@@ -114,14 +122,18 @@ pub async fn status(database_url: &str, table: &str) -> anyhow::Result<String> {
             row.get::<_, Option<&str>>(2).unwrap_or("")
         );
     }
-    let by_version = client
-        .query(
-            "SELECT policy_name, policy_version, left(policy_digest, 12), outcome, count(*) \
+    let by_version = database
+        .answer(
+            "reading masq.ledger",
+            client.query(
+                "SELECT policy_name, policy_version, left(policy_digest, 12), outcome, count(*) \
              FROM masq.ledger WHERE target_table = $1 \
              GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-            &[&table],
+                &[&table],
+            ),
         )
-        .await?;
+        .await
+        .map_err(|e| explain(e, database))?;
     for row in &by_version {
         let _ = writeln!(
             out,
@@ -134,4 +146,22 @@ pub async fn status(database_url: &str, table: &str) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+/// `masq status` errors: what failed, where, and what to do.
+fn explain(e: anyhow::Error, database: &Database) -> anyhow::Error {
+    match e.downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) if pg.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            anyhow::anyhow!(
+                "masq's tables are missing in {}: run `masq db init` first",
+                database.describe()
+            )
+        }
+        Some(pg) => anyhow::anyhow!(
+            "cannot read masq's tables in {}: {}",
+            database.describe(),
+            super::sql::server_message(pg)
+        ),
+        None => e,
+    }
 }

@@ -3,3 +3,4 @@ pub mod events;
 pub mod postgres;
 pub mod replay;
 pub mod schema;
+pub mod sql;

@@ -61,10 +61,6 @@ impl PostgresSink {
         let mut report = ReplayReport::default();
         let schema = self.schema();
         let target = self.target().to_string();
-        let columns = schema.columns_written(items.iter().filter_map(|item| match &item.verdict {
-            Verdict::Row(fields) => Some(fields.as_slice()),
-            _ => None,
-        }));
         let mut tx = self.client_mut().transaction().await?;
         for (letter, item) in dead.iter().zip(items) {
             // Taken by a concurrent replay, or already replayed: leave it alone.
@@ -80,7 +76,7 @@ impl PostgresSink {
             }
             let mut verdict = item.verdict.clone();
             if let Verdict::Row(fields) = &verdict
-                && let Err(reason) = schema.cells(fields, &columns)
+                && let Err(reason) = schema.row(fields)
             {
                 verdict = Verdict::Dead {
                     stage: crate::batch::Stage::Sink,
@@ -113,10 +109,11 @@ impl PostgresSink {
                 }
                 let inserted = match &verdict {
                     Verdict::Row(fields) => {
-                        let cells = schema.cells(fields, &columns).expect("checked above");
+                        let row = schema.row(fields).expect("checked above");
+                        let (columns, cells) = (row.columns, row.cells);
                         let names: Vec<String> = columns
                             .iter()
-                            .map(|&c| format!("\"{}\"", schema.columns[c].name))
+                            .map(|&c| super::sql::ident(&schema.columns[c].name))
                             .collect();
                         let params: Vec<String> =
                             (1..=columns.len()).map(|n| format!("${n}")).collect();
@@ -156,7 +153,10 @@ impl PostgresSink {
                             .unwrap_or_else(|| e.to_string());
                         verdict = Verdict::Dead {
                             stage: crate::batch::Stage::Sink,
-                            reason: format!("PostgreSQL refused the row: {why}"),
+                            reason: super::sql::storable(&format!(
+                                "PostgreSQL refused the row: {why}"
+                            ))
+                            .into_owned(),
                         };
                     }
                 }
@@ -167,7 +167,7 @@ impl PostgresSink {
                 tx.execute(
                     "UPDATE masq.dead_letters SET reason = $2, stage = $3, policy_name = $4, policy_version = $5, \
                        policy_digest = $6, dead_lettered_at = now() WHERE id = $1",
-                    &[&letter.id, reason, &stage.as_str(), &provenance.name, &provenance.version, &provenance.digest],
+                    &[&letter.id, &super::sql::storable(reason), &stage.as_str(), &provenance.name, &provenance.version, &provenance.digest],
                 )
                 .await?;
                 report.still_dead += 1;

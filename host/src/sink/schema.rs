@@ -48,8 +48,8 @@ impl TableName {
     /// The quoted form for SQL text.
     pub fn quoted(&self) -> String {
         match &self.schema {
-            Some(s) => format!("\"{s}\".\"{}\"", self.name),
-            None => format!("\"{}\"", self.name),
+            Some(s) => format!("{}.{}", super::sql::ident(s), super::sql::ident(&self.name)),
+            None => super::sql::ident(&self.name),
         }
     }
 }
@@ -71,6 +71,9 @@ pub struct Column {
     /// Most characters a varchar(n)/char(n) column holds.
     pub max_chars: Option<usize>,
     pub not_null: bool,
+    /// Whether PostgreSQL fills the column when masq leaves it out: a default, an identity
+    /// or a generated column.
+    pub filled_by_database: bool,
 }
 
 /// The columns of the target table, in table order.
@@ -153,7 +156,8 @@ impl TableSchema {
     pub async fn load(client: &Client, table: &TableName) -> anyhow::Result<TableSchema> {
         let rows = client
             .query(
-                "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull \
+                "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull, \
+                        a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' \
                  FROM pg_attribute a \
                  WHERE a.attrelid = to_regclass($1)::oid AND a.attnum > 0 AND NOT a.attisdropped \
                  ORDER BY a.attnum",
@@ -177,6 +181,7 @@ impl TableSchema {
                     ty,
                     max_chars,
                     not_null: row.get(3),
+                    filled_by_database: row.get(4),
                 }
             })
             .collect();
@@ -210,57 +215,76 @@ impl TableSchema {
                 Some(_) => {}
             }
         }
+        // A NOT NULL column that nobody fills would make every message a dead letter: refuse
+        // now, with the fix, rather than fill the dead letters.
+        if let Some(column) = self
+            .columns
+            .iter()
+            .find(|c| c.not_null && !c.filled_by_database && !writes.contains(&c.name))
+        {
+            bail!(
+                "table {} has column {} NOT NULL without a default, but policy {policy} never writes it \
+                 (it writes {}): every message would become a dead letter. Give the column a default, \
+                 drop NOT NULL, or configure the policy to write it",
+                self.table,
+                column.name,
+                if writes.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    writes.join(", ")
+                }
+            );
+        }
         Ok(())
     }
 
-    /// Indexes of the columns that any of these rows writes, in table order; COPY lists only
-    /// these, so columns nobody writes keep their defaults.
-    pub fn columns_written<'a>(&self, rows: impl Iterator<Item = &'a [Field]>) -> Vec<usize> {
-        let mut used = vec![false; self.columns.len()];
-        for row in rows {
-            for field in row {
-                if let Some(i) = self.columns.iter().position(|c| c.name == field.name) {
-                    used[i] = true;
-                }
-            }
-        }
-        (0..used.len()).filter(|&i| used[i]).collect()
-    }
-
-    /// The row's cells for the given columns, or the reason the row does not fit.
-    pub fn cells(&self, fields: &[Field], columns: &[usize]) -> Result<Vec<Cell>, String> {
+    /// The row a policy's fields make: the columns it writes (in table order) and a cell
+    /// for each, or the reason the row does not fit. Columns the row does not write keep
+    /// their defaults, whatever other rows of the batch write.
+    pub fn row(&self, fields: &[Field]) -> Result<Row, String> {
         let mut problems = Vec::new();
+        let mut columns = Vec::with_capacity(fields.len());
         for field in fields {
-            if !self.columns.iter().any(|c| c.name == field.name) {
-                problems.push(format!(
+            match self.columns.iter().position(|c| c.name == field.name) {
+                Some(i) if columns.contains(&i) => problems.push(format!(
+                    "field '{}' appears twice in the policy's output",
+                    field.name
+                )),
+                Some(i) => columns.push(i),
+                None => problems.push(format!(
                     "field '{}' has no column in table {}",
                     field.name, self.table
-                ));
+                )),
             }
         }
+        columns.sort_unstable();
         let mut cells = Vec::with_capacity(columns.len());
-        for &i in columns {
+        for &i in &columns {
             let column = &self.columns[i];
-            let mut matching = fields.iter().filter(|f| f.name == column.name);
-            let value = matching.next().map(|f| &f.value).unwrap_or(&Value::Null);
-            if matching.next().is_some() {
-                problems.push(format!(
-                    "field '{}' appears twice in the policy's output",
-                    column.name
-                ));
-                continue;
-            }
+            let value = fields
+                .iter()
+                .find(|f| f.name == column.name)
+                .map(|f| &f.value)
+                .unwrap_or(&Value::Null);
             match to_cell(value, column) {
                 Ok(cell) => cells.push(cell),
                 Err(why) => problems.push(format!("field '{}': {why}", column.name)),
             }
         }
         if problems.is_empty() {
-            Ok(cells)
+            Ok(Row { columns, cells })
         } else {
-            Err(problems.join("; "))
+            // Reasons quote field names, which come from the message: storable, like all text.
+            Err(super::sql::storable(&problems.join("; ")).into_owned())
         }
     }
+}
+
+/// One row ready for the table: the columns it writes, in table order, and their cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub columns: Vec<usize>,
+    pub cells: Vec<Cell>,
 }
 
 fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
@@ -322,18 +346,36 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
             })?,
         ),
         Value::Json(j) if [Type::JSON, Type::JSONB].contains(ty) => {
-            Cell::Json(serde_json::from_str(j).map_err(|e| format!("not valid JSON: {e}"))?)
+            let json: serde_json::Value =
+                serde_json::from_str(j).map_err(|e| format!("not valid JSON: {e}"))?;
+            if *ty == Type::JSONB && json_has_nul(&json) {
+                return Err("holds a NUL character (\\u0000), which jsonb cannot store".to_string());
+            }
+            Cell::Json(json)
         }
         _ if [Type::JSON, Type::JSONB].contains(ty) => Cell::Json(match value {
             Value::Boolean(b) => serde_json::Value::Bool(*b),
             Value::Integer(i) => serde_json::Value::from(*i),
             Value::Float(f) => serde_json::Value::from(*f),
+            Value::Text(s) if *ty == Type::JSONB && s.contains('\0') => {
+                return Err("holds a NUL character, which jsonb cannot store".to_string());
+            }
             Value::Text(s) => serde_json::Value::String(s.clone()),
             _ => return Err(mismatch()),
         }),
         _ => return Err(mismatch()),
     };
     Ok(cell)
+}
+
+/// Whether any string or member name in a JSON value holds NUL.
+fn json_has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(json_has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
 }
 
 /// At most 40 characters of a value, for error messages (never the whole of a huge value).
@@ -355,6 +397,7 @@ mod tests {
             ty,
             max_chars: max,
             not_null: false,
+            filled_by_database: false,
         };
         TableSchema {
             table: TableName::parse("user_logins").unwrap(),
@@ -401,10 +444,10 @@ mod tests {
             field("app_version", Value::Integer(2_003_000)),
             field("locale", Value::Null),
         ];
-        let cols = s.columns_written([row.as_slice()].into_iter());
-        assert_eq!(cols, vec![0, 4, 5, 6]);
+        let made = s.row(&row).unwrap();
+        assert_eq!(made.columns, vec![0, 4, 5, 6]);
         assert_eq!(
-            s.cells(&row, &cols).unwrap(),
+            made.cells,
             vec![
                 Cell::Text("u".into()),
                 Cell::Null,
@@ -417,8 +460,7 @@ mod tests {
     #[test]
     fn misfits_are_refused_naming_each_field() {
         let s = login_schema();
-        let all: Vec<usize> = (0..7).collect();
-        let reason = |row: Vec<Field>| s.cells(&row, &all).unwrap_err();
+        let reason = |row: Vec<Field>| s.row(&row).unwrap_err();
         assert_eq!(
             reason(vec![field("user_id", Value::Text("x".repeat(129)))]),
             "field 'user_id': 129 characters do not fit varchar(128)"
@@ -440,9 +482,21 @@ mod tests {
                 .contains("is not a date")
         );
         assert!(reason(vec![field("locale", Value::Text("a\0b".into()))]).contains("NUL"));
+        assert_eq!(
+            reason(vec![field("a\0b", Value::Null)]),
+            "field 'a\\u0000b' has no column in table user_logins",
+            "reasons are storable"
+        );
+        assert_eq!(
+            reason(vec![
+                field("locale", Value::Null),
+                field("locale", Value::Null)
+            ]),
+            "field 'locale' appears twice in the policy's output"
+        );
         // Unicode counts as characters, like PostgreSQL does, not bytes.
         assert!(
-            s.cells(&[field("device_type", Value::Text("é".repeat(32)))], &[1])
+            s.row(&[field("device_type", Value::Text("é".repeat(32)))])
                 .is_ok()
         );
     }

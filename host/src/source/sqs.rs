@@ -6,11 +6,12 @@
 use super::Message;
 use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
+use std::future::Future;
 use std::time::Duration;
 
 /// SQS takes at most ten entries per batch call.
@@ -19,16 +20,41 @@ const SQS_BATCH: usize = 10;
 /// makes the redelivery harmless).
 const DELETE_ATTEMPTS: u32 = 5;
 
+/// How long masq waits for SQS. A server that accepts connections but never answers costs a
+/// log line after these times, never a silent hang.
+#[derive(Debug, Clone, Copy)]
+pub struct SqsTimeouts {
+    /// Longest a TCP (and TLS) connection may take.
+    pub connect: Duration,
+    /// Longest one call may go unanswered, on top of a receive's long-poll wait.
+    pub call: Duration,
+}
+
+impl Default for SqsTimeouts {
+    fn default() -> Self {
+        SqsTimeouts {
+            connect: Duration::from_secs(5),
+            call: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct SqsSource {
     client: Client,
     queue_url: String,
     endpoint: String,
+    timeouts: SqsTimeouts,
 }
 
 /// The AWS client from the standard chain (AWS_ENDPOINT_URL, AWS_REGION, credentials).
-pub async fn client() -> anyhow::Result<(Client, String)> {
+pub async fn client(timeouts: SqsTimeouts) -> anyhow::Result<(Client, String)> {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(timeouts.connect)
+                .build(),
+        )
         .load()
         .await;
     if config.region().is_none() {
@@ -48,14 +74,50 @@ pub async fn client() -> anyhow::Result<(Client, String)> {
     Ok((Client::new(&config), endpoint))
 }
 
+/// One short sentence for an SDK error: the service's code and message, or the innermost
+/// cause of a failed connection (the SDK's own Display is a page of debug output).
+fn short<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match e {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            match (err.code(), err.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => innermost(err),
+            }
+        }
+        SdkError::TimeoutError(_) => "timed out".to_string(),
+        other => innermost(other),
+    }
+}
+
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+fn is_missing_queue<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|code| code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist"))
+}
+
 impl SqsSource {
     /// Connects and checks the queue answers, so a wrong URL fails at start, not in a loop.
-    pub async fn connect(queue_url: &str) -> anyhow::Result<SqsSource> {
-        let (client, endpoint) = client().await?;
+    pub async fn connect(queue_url: &str, timeouts: SqsTimeouts) -> anyhow::Result<SqsSource> {
+        let (client, endpoint) = client(timeouts).await?;
         let source = SqsSource {
             client,
             queue_url: queue_url.to_string(),
             endpoint,
+            timeouts,
         };
         source.depth().await?;
         Ok(source)
@@ -65,27 +127,65 @@ impl SqsSource {
         &self.queue_url
     }
 
-    fn fail(&self, what: &str, e: impl std::error::Error) -> anyhow::Error {
+    /// One sentence naming the queue, the endpoint, what failed and what to check.
+    fn fail<E, R>(&self, what: &str, e: SdkError<E, R>) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        if is_missing_queue(&e) {
+            return anyhow!(
+                "queue {} does not exist at {}: create it, or check --queue-url and AWS_ENDPOINT_URL",
+                self.queue_url,
+                self.endpoint
+            );
+        }
         anyhow!(
-            "cannot {what} queue {} at {}: {}. Check the queue URL and AWS_ENDPOINT_URL; for a local \
-             server run `just services`",
+            "cannot {what} queue {} at {} ({}): check the queue URL, AWS_ENDPOINT_URL and credentials; \
+             for a local server run `just services`",
             self.queue_url,
             self.endpoint,
-            DisplayErrorContext(e)
+            short(&e)
         )
+    }
+
+    /// Runs one SQS call, failing with a message after `extra` plus the call timeout.
+    async fn call<T, E, R>(
+        &self,
+        what: &str,
+        extra: Duration,
+        request: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> anyhow::Result<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let limit = extra + self.timeouts.call;
+        match tokio::time::timeout(limit, request).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(self.fail(what, e)),
+            Err(_) => Err(anyhow!(
+                "SQS at {} did not answer within {} s (--sqs-timeout) when asked to {what} queue {}: \
+                 check that the endpoint is up and reachable, and AWS_ENDPOINT_URL",
+                self.endpoint,
+                limit.as_secs_f64(),
+                self.queue_url
+            )),
+        }
     }
 
     /// Messages visible and in flight (ApproximateNumberOfMessages, ...NotVisible).
     pub async fn depth(&self) -> anyhow::Result<(u64, u64)> {
-        let out = self
+        let request = self
             .client
             .get_queue_attributes()
             .queue_url(&self.queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .map_err(|e| self.fail("read the depth of", e))?;
+            .send();
+        let out = self
+            .call("read the depth of", Duration::ZERO, request)
+            .await?;
         let get = |name: QueueAttributeName| {
             out.attributes()
                 .and_then(|a| a.get(&name))
@@ -104,7 +204,7 @@ impl SqsSource {
         wait_seconds: i32,
         visibility_timeout: i32,
     ) -> anyhow::Result<Vec<Message>> {
-        let out = self
+        let request = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
@@ -113,9 +213,9 @@ impl SqsSource {
             .visibility_timeout(visibility_timeout)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| self.fail("receive from", e))?;
+            .send();
+        let wait = Duration::from_secs(wait_seconds.max(0) as u64);
+        let out = self.call("receive from", wait, request).await?;
         let mut messages = Vec::with_capacity(out.messages().len());
         for m in out.messages() {
             let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
@@ -170,14 +270,13 @@ impl SqsSource {
                             .expect("id and receipt handle are set")
                     })
                     .collect();
-                match self
+                let request = self
                     .client
                     .delete_message_batch()
                     .queue_url(&self.queue_url)
                     .set_entries(Some(entries))
-                    .send()
-                    .await
-                {
+                    .send();
+                match self.call("delete from", Duration::ZERO, request).await {
                     Ok(out) => {
                         let failed_ids: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
                         if let Some(f) = out.failed().first() {
@@ -191,7 +290,7 @@ impl SqsSource {
                         pending.retain(|(i, _)| failed_ids.contains(&i.to_string().as_str()));
                     }
                     Err(e) => {
-                        tracing::warn!(attempt, error = %DisplayErrorContext(&e), "delete call failed; retrying");
+                        tracing::warn!(attempt, error = %format!("{e:#}"), "delete call failed; retrying");
                     }
                 }
                 if pending.is_empty() {
@@ -226,12 +325,14 @@ impl SqsSource {
                         .expect("id and receipt handle are set")
                 })
                 .collect();
-            let result = self
+            let request = self
                 .client
                 .change_message_visibility_batch()
                 .queue_url(&self.queue_url)
                 .set_entries(Some(entries))
-                .send()
+                .send();
+            let result = self
+                .call("change message visibility in", Duration::ZERO, request)
                 .await;
             match result {
                 Ok(out) if !out.failed().is_empty() => {
@@ -243,7 +344,7 @@ impl SqsSource {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(seconds, error = %DisplayErrorContext(&e), "visibility change failed")
+                    tracing::warn!(seconds, error = %format!("{e:#}"), "visibility change failed")
                 }
             }
         }
@@ -263,14 +364,13 @@ impl SqsSource {
                         .expect("id and body are set")
                 })
                 .collect();
-            let out = self
+            let request = self
                 .client
                 .send_message_batch()
                 .queue_url(&self.queue_url)
                 .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| self.fail("send to", e))?;
+                .send();
+            let out = self.call("send to", Duration::ZERO, request).await?;
             if let Some(f) = out.failed().first() {
                 bail!(
                     "queue {} refused {} of {} messages: {} ({})",
