@@ -1,4 +1,4 @@
-//! Fuzz target: `masq::decode::decode_body`, the only code that parses untrusted bytes (an SQS
+//! Fuzz target: `masq::source::decode::decode_body`, the only code that parses untrusted bytes (an SQS
 //! message body) before the sandbox. Properties checked on every input (docs/fuzzing.md):
 //!
 //! 1. it never panics (and never hangs: `just fuzz` runs libFuzzer with a per-input timeout);
@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use masq::decode::decode_body;
+use masq::source::decode::decode_body;
 use masq::policy::{Field, Value};
 use std::collections::HashSet;
 

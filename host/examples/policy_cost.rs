@@ -15,10 +15,10 @@ const BATCH_SIZES: [usize; 4] = [1, 10, 100, 1000];
 const MIN_TIME: Duration = Duration::from_millis(700);
 
 fn records(n: usize) -> Vec<Record> {
-    let mut rng = masq::seed::SplitMix(7);
+    let mut rng = masq::source::synthetic::SplitMix(7);
     (0..n)
         .map(|i| {
-            let body = masq::seed::login(&mut rng);
+            let body = masq::source::synthetic::login(&mut rng);
             Record {
                 metadata: Metadata {
                     message_id: format!("m{i}"),
@@ -26,7 +26,7 @@ fn records(n: usize) -> Vec<Record> {
                     receive_count: 1,
                     source: "bench".into(),
                 },
-                fields: masq::decode::decode_body(&body).expect("synthetic logins decode"),
+                fields: masq::source::decode::decode_body(&body).expect("synthetic logins decode"),
             }
         })
         .collect()

@@ -1,5 +1,7 @@
-//! The command line. Every flag also reads an environment variable, so the same binary runs
-//! from a shell, a systemd unit or a Kubernetes manifest without a wrapper script.
+//! The command line, and nothing else: clap structs, with the flags several commands share
+//! declared once in groups (`PolicyArgs`, `KeyArgs`, `DatabaseArgs`, ...) and flattened in.
+//! `config` turns them into validated settings. Every flag also reads an environment
+//! variable, so the same binary runs from a shell, a systemd unit or a Kubernetes manifest.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -145,11 +147,10 @@ pub struct PluginTestArgs {
     /// whole or as a substring.
     #[arg(long, value_delimiter = ',')]
     pub pii: Vec<String>,
-    /// A policy setting as key=value; repeat for more.
-    #[arg(long = "policy-config", value_parser = parse_key_value)]
-    pub policy_config: Vec<(String, String)>,
+    #[command(flatten)]
+    pub settings: PolicySettingsArgs,
     /// Key file for pseudonyms; without one, plain SHA-256 is used.
-    #[arg(long)]
+    #[arg(long, env = "MASQ_KEY_FILE")]
     pub key_file: Option<PathBuf>,
     /// The send date every message gets (UTC, YYYY-MM-DD), for reproducible output; default now.
     #[arg(long)]
@@ -160,16 +161,14 @@ pub struct PluginTestArgs {
 pub struct PluginCheckArgs {
     /// The policy component to check.
     pub file: PathBuf,
-    /// A policy setting as key=value, checked with `configure`; repeat for more.
-    #[arg(long = "policy-config", value_parser = parse_key_value)]
-    pub policy_config: Vec<(String, String)>,
+    #[command(flatten)]
+    pub settings: PolicySettingsArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The policy.
-    #[arg(long, env = "MASQ_PLUGIN")]
-    pub plugin: PathBuf,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Message bodies, one per line; `-` for stdin.
     #[arg(long)]
     pub input: PathBuf,
@@ -178,21 +177,16 @@ pub struct LoadArgs {
     pub source_id: Option<String>,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Table to write rows to.
-    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
-    pub table: String,
-    /// Key file for pseudonyms.
-    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
-    pub key_file: Option<PathBuf>,
-    /// Plain SHA-256 pseudonyms.
-    #[arg(long, env = "MASQ_UNKEYED")]
-    pub unkeyed: bool,
-    /// A policy setting as key=value; repeat for more.
-    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
-    pub policy_config: Vec<(String, String)>,
+    #[command(flatten)]
+    pub table: TableArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Lines per batch (one policy call, one transaction).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// Batches processed at once, each with its own database connection.
+    #[arg(long, env = "MASQ_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
     /// The send date the lines get (UTC, YYYY-MM-DD), e.g. the day the data is from; default now.
     #[arg(long)]
     pub sent_at: Option<String>,
@@ -200,39 +194,28 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The policy to replay through, usually the fixed version now in service.
-    #[arg(long, env = "MASQ_PLUGIN")]
-    pub plugin: PathBuf,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// The table whose dead letters to replay.
-    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
-    pub table: String,
-    /// The key file `masq run` uses, so replayed tokens match the others.
-    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
-    pub key_file: Option<PathBuf>,
-    /// Plain SHA-256, for tables written with `masq run --unkeyed`.
-    #[arg(long, env = "MASQ_UNKEYED")]
-    pub unkeyed: bool,
-    /// A policy setting as key=value; repeat for more.
-    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
-    pub policy_config: Vec<(String, String)>,
+    #[command(flatten)]
+    pub table: TableArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// The target table whose consumers to show.
-    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
-    pub table: String,
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The policy: a WebAssembly component implementing masq:policy/policy-plugin.
-    #[arg(long, env = "MASQ_PLUGIN")]
-    pub plugin: PathBuf,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Refuse any policy file whose SHA-256 is not this (hex), at start and at every reload.
     #[arg(long, env = "MASQ_PLUGIN_SHA256")]
     pub plugin_sha256: Option<String>,
@@ -244,19 +227,10 @@ pub struct RunArgs {
     /// e.g. 127.0.0.1:9187.
     #[arg(long, env = "MASQ_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Table to write rows to; fields are matched to its columns by name.
-    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
-    pub table: String,
-    /// Key file for keyed pseudonyms (make one with `masq keygen`). Never read by the policy.
-    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
-    pub key_file: Option<PathBuf>,
-    /// Use plain, unkeyed SHA-256 for pseudonyms. Anyone can reverse these for small value
-    /// spaces such as IP addresses; for compatibility with existing unkeyed tables only.
-    #[arg(long, env = "MASQ_UNKEYED")]
-    pub unkeyed: bool,
-    /// A policy setting as key=value; repeat for more. In the environment, separate with ';'.
-    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
-    pub policy_config: Vec<(String, String)>,
+    #[command(flatten)]
+    pub table: TableArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     /// Stop when the queue is empty and print a summary.
     #[arg(long, env = "MASQ_DRAIN")]
     pub drain: bool,
@@ -281,20 +255,58 @@ pub struct RunArgs {
     /// the message is still being worked on.
     #[arg(long, env = "MASQ_VISIBILITY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(i32).range(5..=43200))]
     pub visibility_timeout: i32,
-    /// Long-poll wait of each receive, in seconds (with --drain, at most 2 so the end of the
+    /// Long-poll wait of each receive, in seconds (with --drain, at most 1 so the end of the
     /// queue is seen quickly).
     #[arg(long, env = "MASQ_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
+    /// Seconds masq may hold messages without any progress (no batch committed, nothing
+    /// handed back) before it logs an error and /healthz fails; 0 never.
+    #[arg(long, env = "MASQ_STALL_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub stall_timeout: u64,
+}
+
+/// The policy file and its settings: `run`, `load`, `replay`.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// The policy: a WebAssembly component implementing masq:policy/policy-plugin.
+    #[arg(long, env = "MASQ_PLUGIN")]
+    pub plugin: PathBuf,
+    #[command(flatten)]
+    pub settings: PolicySettingsArgs,
+}
+
+/// How a policy is configured and confined: every command that runs one.
+#[derive(Debug, Clone, Args)]
+pub struct PolicySettingsArgs {
+    /// A policy setting as key=value; repeat for more. In the environment, separate with ';'.
+    #[arg(long = "policy-config", env = "MASQ_POLICY_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
+    pub policy_config: Vec<(String, String)>,
     /// Longest a policy may run on one batch, in milliseconds, before it is stopped.
     #[arg(long, env = "MASQ_POLICY_DEADLINE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub policy_deadline_ms: u64,
     /// Most linear memory a policy instance may use, in MiB.
     #[arg(long, env = "MASQ_POLICY_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub policy_memory_mb: u32,
-    /// Seconds masq may hold messages without any progress (no batch committed, nothing
-    /// handed back) before it logs an error and /healthz fails; 0 never.
-    #[arg(long, env = "MASQ_STALL_TIMEOUT", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400))]
-    pub stall_timeout: u64,
+}
+
+/// The key behind the pseudonyms: `run`, `load`, `replay` (exactly one of the two).
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Key file for keyed pseudonyms (make one with `masq keygen`). Never read by the policy.
+    #[arg(long, env = "MASQ_KEY_FILE", conflicts_with = "unkeyed")]
+    pub key_file: Option<PathBuf>,
+    /// Use plain, unkeyed SHA-256 for pseudonyms. Anyone can reverse these for small value
+    /// spaces such as IP addresses; for compatibility with existing unkeyed tables only.
+    #[arg(long, env = "MASQ_UNKEYED")]
+    pub unkeyed: bool,
+}
+
+/// The target table.
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// Table to write rows to; fields are matched to its columns by name.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
 }
 
 /// Where PostgreSQL is, and how long to wait for it.
@@ -312,16 +324,6 @@ pub struct DatabaseArgs {
     pub pg_timeout: u64,
 }
 
-impl DatabaseArgs {
-    pub fn database(&self) -> anyhow::Result<crate::sink::postgres::Database> {
-        crate::sink::postgres::Database::new(
-            &self.database_url,
-            std::time::Duration::from_secs(self.pg_connect_timeout),
-            std::time::Duration::from_secs(self.pg_timeout),
-        )
-    }
-}
-
 /// Which SQS queue, and how long to wait for SQS.
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
@@ -335,15 +337,6 @@ pub struct QueueArgs {
     /// masq gives up on it, says so, and retries.
     #[arg(long, env = "MASQ_SQS_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sqs_timeout: u64,
-}
-
-impl QueueArgs {
-    pub fn timeouts(&self) -> crate::source::sqs::SqsTimeouts {
-        crate::source::sqs::SqsTimeouts {
-            connect: std::time::Duration::from_secs(self.sqs_connect_timeout),
-            call: std::time::Duration::from_secs(self.sqs_timeout),
-        }
-    }
 }
 
 #[derive(Debug, Args)]

@@ -1,24 +1,20 @@
-//! masq as a library: the pipeline `source -> decode -> policy -> sink`, usable from the
-//! `masq` binary, the integration tests, the benchmarks and the fuzz targets.
+//! masq as a library: `source -> pipeline -> policy -> sink`, with the commands apart. Used by
+//! the `masq` binary, the integration tests, the benchmarks and the fuzz targets.
+//!
+//! - `source`: where messages come from (SQS, a file, the dead letters) and decoding them
+//! - `pipeline`: the one pipeline every command runs (batch, decide, judge, write, acknowledge)
+//! - `policy`: the WebAssembly sandbox policies run in, and swapping them while running
+//! - `sink`: PostgreSQL (rows, ledger, dead letters in one transaction)
+//! - `keys`: the key file and what the `pseudonym` and `seal` imports compute
+//! - `ops`: metrics and probes, logging, failpoints
+//! - `cli` (clap only) -> `config` (validated settings) -> `commands` (one per subcommand)
 
-pub mod batch;
-pub mod breaker;
 pub mod cli;
-pub mod decide;
-pub mod decode;
-pub mod failpoint;
+pub mod commands;
+pub mod config;
 pub mod keys;
-pub mod load;
-pub mod logging;
-pub mod metrics;
+pub mod ops;
 pub mod pipeline;
-pub mod plugin_check;
-pub mod plugin_test;
 pub mod policy;
-pub mod replay;
-pub mod reveal;
-pub mod run;
-pub mod seed;
-pub mod setup;
 pub mod sink;
 pub mod source;

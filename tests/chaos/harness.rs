@@ -484,7 +484,7 @@ impl ChaosEnv {
         assert_eq!(letter_ids, letters, "a message was dead-lettered twice");
         for body in &bodies {
             assert!(
-                masq::seed::MALFORMED.contains(&body.as_str()),
+                masq::source::synthetic::MALFORMED.contains(&body.as_str()),
                 "a good message was dead-lettered: {body}"
             );
         }
@@ -518,7 +518,7 @@ impl Drop for ChaosEnv {
 }
 
 /// `k` distinct, sorted ledger counts spread over (5%, 90%) of `n`, at which to strike.
-pub fn strike_points(n: u64, k: usize, rng: &mut masq::seed::SplitMix) -> Vec<i64> {
+pub fn strike_points(n: u64, k: usize, rng: &mut masq::source::synthetic::SplitMix) -> Vec<i64> {
     let (lo, hi) = (n / 20, n * 9 / 10);
     let mut points: Vec<i64> = (0..k)
         .map(|_| (lo + rng.next() % (hi - lo).max(1)) as i64)

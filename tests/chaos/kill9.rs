@@ -11,7 +11,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let (messages, kills) = if full() { (100_000, 20) } else { (5_000, 5) };
     let env = ChaosEnv::new("kill9", messages).await;
     let seed = random_u64();
-    let mut rng = masq::seed::SplitMix(seed);
+    let mut rng = masq::source::synthetic::SplitMix(seed);
     eprintln!("[kill9] {kills} kills (dice seed {seed})");
 
     for i in 0..kills {

@@ -11,7 +11,7 @@ async fn postgres_crashing_mid_run_loses_and_duplicates_nothing() {
     let (messages, crashes) = if full() { (50_000, 5) } else { (5_000, 2) };
     let env = ChaosEnv::new("pgcrash", messages).await;
     let seed = random_u64();
-    let mut rng = masq::seed::SplitMix(seed);
+    let mut rng = masq::source::synthetic::SplitMix(seed);
     let points = strike_points(env.sent, crashes, &mut rng);
     eprintln!("[pgcrash] crashing PostgreSQL at ledger counts {points:?} (dice seed {seed})");
 

@@ -3,19 +3,16 @@
 //! (epoch interruption: cheap, unlike fuel) and a memory cap.
 
 use super::bindings::{PolicyPlugin, PolicyPluginPre};
-use super::imports::Sandbox;
+use super::imports::{Sandbox, check_imports, is_seal_import};
+use super::runtime::{EPOCH_TICK, PolicyRuntime};
 use super::{Outcome, PolicyInfo, Record};
 use crate::keys::Keys;
 use anyhow::bail;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
-
-/// How often the epoch advances; the deadline is checked at this granularity.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
 
 /// Limits and settings for running a policy.
 #[derive(Debug, Clone)]
@@ -44,59 +41,6 @@ impl Default for PolicyOptions {
     }
 }
 
-/// The imports a policy may have: masq's own interfaces, and the parts of WASI that reach
-/// nothing outside the sandbox. Files, sockets and the environment are not on the list.
-const ALLOWED_IMPORTS: &[&str] = &[
-    "masq:policy/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal-",
-];
-
-/// Refuses a component that imports anything not on the allowlist, naming each import.
-fn check_imports(
-    engine: &Engine,
-    component: &Component,
-    origin: &str,
-) -> anyhow::Result<Vec<String>> {
-    let imports: Vec<String> = component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    let forbidden: Vec<&String> = imports
-        .iter()
-        .filter(|name| {
-            !ALLOWED_IMPORTS
-                .iter()
-                .any(|allowed| name.starts_with(allowed))
-        })
-        .collect();
-    if !forbidden.is_empty() {
-        bail!(
-            "policy {origin} imports {}, which masq does not grant: a policy gets masq:policy/pseudonym, \
-             masq:policy/seal, masq:policy/log and WASI without files, sockets or environment. \
-             Rebuild it without that import (componentize-py: --stub-wasi; componentize-js: disableFeatures)",
-            forbidden
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(imports)
-}
-
-/// Whether an import name is masq's `seal` interface, in any version.
-fn is_seal_import(name: &str) -> bool {
-    name == "masq:policy/seal" || name.starts_with("masq:policy/seal@")
-}
-
 /// Why a batch produced no outcomes. The pipeline retries the records of a failed batch one
 /// at a time, and a record that fails alone becomes a dead letter with this as its reason.
 #[derive(Debug, thiserror::Error)]
@@ -113,67 +57,6 @@ pub enum BatchError {
     WrongCount { got: usize, expected: usize },
     #[error("policy output refused: {0}")]
     Output(String),
-}
-
-/// The engine every version of a policy runs on: compiled code, the linker with masq's
-/// imports, and the epoch thread behind deadlines. Made once per process, so a hot swap only
-/// compiles the new component.
-pub struct PolicyRuntime {
-    engine: Engine,
-    linker: Linker<Sandbox>,
-    _ticker: EpochTicker,
-}
-
-impl PolicyRuntime {
-    pub fn new() -> anyhow::Result<PolicyRuntime> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.max_wasm_stack(512 << 10);
-        // A trap's message is all masq reports (in the dead letter's reason); capturing a wasm
-        // backtrace on every trap only slows the isolation of poisoned records.
-        config.wasm_backtrace_max_frames(None);
-        // A fresh instance per batch is only affordable if instantiating is cheap: the pooling
-        // allocator reuses pre-reserved slots (and resets memory copy-on-write) instead of
-        // mapping and unmapping memory for every batch. Limits: enough for every worker, a
-        // reload's checks and the largest language runtimes (Python, JavaScript) at once;
-        // the per-policy memory cap itself is enforced by the store's limiter.
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_component_instances(64)
-            .total_core_instances(512)
-            .total_memories(128)
-            .total_tables(512)
-            .table_elements(200_000)
-            .max_memory_size(4 << 30);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        // Compiled code is cached on disk by content hash: a Python or JavaScript policy
-        // (12-18 MB) takes over 10 s to compile on two cores, and a restart or a swap back
-        // to an earlier version should not pay that again.
-        if let Some(dir) = compile_cache_dir() {
-            let mut cache_config = wasmtime::CacheConfig::new();
-            cache_config.with_directory(dir);
-            match wasmtime::Cache::new(cache_config) {
-                Ok(cache) => {
-                    config.cache(Some(cache));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "compile cache unavailable; policies compile on every load")
-                }
-            }
-        }
-        let engine = Engine::new(&config)
-            .map_err(|e| anyhow::anyhow!("cannot set up the WebAssembly engine: {e:#}"))?;
-        let mut linker: Linker<Sandbox> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
-        PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("cannot link masq's imports: {e:#}"))?;
-        let ticker = EpochTicker::start(engine.clone());
-        Ok(PolicyRuntime {
-            engine,
-            linker,
-            _ticker: ticker,
-        })
-    }
 }
 
 pub struct PolicyHost {
@@ -475,47 +358,5 @@ impl PolicyHost {
                     .to_string(),
             ),
         }
-    }
-}
-
-/// `MASQ_COMPILE_CACHE` (empty to turn off), else `$XDG_CACHE_HOME/masq`, else `~/.cache/masq`.
-fn compile_cache_dir() -> Option<std::path::PathBuf> {
-    match std::env::var_os("MASQ_COMPILE_CACHE") {
-        Some(v) if v.is_empty() => None,
-        Some(v) => Some(v.into()),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
-            })
-            .map(|d| d.join("masq")),
-    }
-}
-
-/// Advances the engine's epoch on a background thread so deadlines can fire.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("masq-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("cannot start the epoch thread");
-        EpochTicker { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -4,8 +4,11 @@
 
 use super::bindings::masq::policy::{log, pseudonym, seal, types};
 use crate::keys::Pseudonymizer;
+use anyhow::bail;
 use std::sync::Arc;
+use wasmtime::Engine;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::Component;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -156,4 +159,57 @@ impl log::Host for Sandbox {
             log::Level::Error => tracing::error!(policy, "{message}"),
         }
     }
+}
+
+/// The imports a policy may have: masq's own interfaces, and the parts of WASI that reach
+/// nothing outside the sandbox. Files, sockets and the environment are not on the list.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "masq:policy/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-",
+];
+
+/// Refuses a component that imports anything not on the allowlist, naming each import.
+pub(super) fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    origin: &str,
+) -> anyhow::Result<Vec<String>> {
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let forbidden: Vec<&String> = imports
+        .iter()
+        .filter(|name| {
+            !ALLOWED_IMPORTS
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
+        })
+        .collect();
+    if !forbidden.is_empty() {
+        bail!(
+            "policy {origin} imports {}, which masq does not grant: a policy gets masq:policy/pseudonym, \
+             masq:policy/seal, masq:policy/log and WASI without files, sockets or environment. \
+             Rebuild it without that import (componentize-py: --stub-wasi; componentize-js: disableFeatures)",
+            forbidden
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(imports)
+}
+
+/// Whether an import name is masq's `seal` interface, in any version.
+pub(super) fn is_seal_import(name: &str) -> bool {
+    name == "masq:policy/seal" || name.starts_with("masq:policy/seal@")
 }

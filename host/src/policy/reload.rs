@@ -7,11 +7,10 @@
 
 use super::{ActivePolicy, Canary, PolicyHost, PolicyOptions, PolicyRuntime};
 use crate::keys::{Keys, Pseudonymizer};
-use crate::metrics::Counters;
-use crate::sink::events::EventLog;
 use crate::sink::schema::TableSchema;
 use anyhow::bail;
 use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,17 +104,29 @@ async fn settled(path: &Path) -> Option<Fingerprint> {
     }
 }
 
-pub struct Reloader {
+/// Who hears of what a reload did, besides the log: metrics and `masq status` (see
+/// `commands::run`). Every call comes after the log line that says the same.
+pub trait ReloadReport: Send + Sync + 'static {
+    fn swapped(&self, new: &PolicyHost) -> impl Future<Output = ()> + Send;
+    fn refused(&self, serving: &PolicyHost, why: &str) -> impl Future<Output = ()> + Send;
+    fn key_rotated(
+        &self,
+        serving: &PolicyHost,
+        key_id: Option<&str>,
+    ) -> impl Future<Output = ()> + Send;
+    fn key_refused(&self, why: &str) -> impl Future<Output = ()> + Send;
+}
+
+pub struct Reloader<R> {
     pub loader: PolicyLoader,
     pub plugin: PathBuf,
     pub key_file: Option<PathBuf>,
     pub active: Arc<ActivePolicy>,
     pub canary: Arc<Canary>,
-    pub counters: Arc<Counters>,
-    pub events: EventLog,
+    pub report: R,
 }
 
-impl Reloader {
+impl<R: ReloadReport> Reloader<R> {
     pub async fn watch(self, stop: CancellationToken) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
@@ -188,7 +199,6 @@ impl Reloader {
                 Ok(host) => {
                     let old = self.active.replace(host);
                     let new = self.active.current();
-                    Counters::inc(&self.counters.policy_swaps, 1);
                     tracing::info!(
                         policy = %new.info().name,
                         from = %old.info().version,
@@ -197,14 +207,7 @@ impl Reloader {
                         ms = started.elapsed().as_millis() as u64,
                         "policy swapped; batches in flight finish on the old version"
                     );
-                    self.events
-                        .record(
-                            "swapped",
-                            Some(&new),
-                            self.loader.keys.current().key_id(),
-                            "",
-                        )
-                        .await;
+                    self.report.swapped(&new).await;
                     return seen;
                 }
                 // Changed while we checked it: a copy in progress; look again.
@@ -222,16 +225,13 @@ impl Reloader {
     }
 
     async fn refuse(&self, why: &str) {
-        Counters::inc(&self.counters.policy_refusals, 1);
         let current = self.active.current();
         tracing::error!(
             keeping = %current.info().version,
             sha256 = %current.digest(),
             "new policy refused, old one keeps serving: {why}"
         );
-        self.events
-            .record("refused", Some(&current), None, why)
-            .await;
+        self.report.refused(&current, why).await;
     }
 
     async fn reload_keys(&self, key_file: &Path) -> Option<Fingerprint> {
@@ -243,23 +243,14 @@ impl Reloader {
                     tracing::info!(key_id = ?id, "key file changed; active key id unchanged");
                 }
                 self.loader.keys.replace(p);
-                Counters::inc(&self.counters.key_reloads, 1);
                 tracing::info!(key_id = ?id, "key file reloaded; new batches use its active key");
-                self.events
-                    .record(
-                        "key_rotated",
-                        Some(&self.active.current()),
-                        id.as_deref(),
-                        "",
-                    )
+                self.report
+                    .key_rotated(&self.active.current(), id.as_deref())
                     .await;
             }
             Err(e) => {
-                Counters::inc(&self.counters.key_refusals, 1);
                 tracing::error!("new key file refused, old key keeps serving: {e:#}");
-                self.events
-                    .record("key_refused", None, None, &format!("{e:#}"))
-                    .await;
+                self.report.key_refused(&format!("{e:#}")).await;
             }
         }
         seen

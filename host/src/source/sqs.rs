@@ -3,7 +3,7 @@
 //! and dropped to zero for messages masq gives back. It never decides *when* to delete: the
 //! pipeline calls `delete` only after the database commit.
 
-use super::Message;
+use super::{Message, Source};
 use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
@@ -45,6 +45,9 @@ pub struct SqsSource {
     queue_url: String,
     endpoint: String,
     timeouts: SqsTimeouts,
+    /// Seconds a received message stays hidden from other consumers; masq extends it while
+    /// it holds the message.
+    visibility: i32,
 }
 
 /// The AWS client from the standard chain (AWS_ENDPOINT_URL, AWS_REGION, credentials).
@@ -118,9 +121,16 @@ impl SqsSource {
             queue_url: queue_url.to_string(),
             endpoint,
             timeouts,
+            visibility: 30,
         };
         source.depth().await?;
         Ok(source)
+    }
+
+    /// The visibility timeout receives ask for and extensions renew, in seconds.
+    pub fn with_visibility_timeout(mut self, seconds: i32) -> SqsSource {
+        self.visibility = seconds;
+        self
     }
 
     pub fn queue_url(&self) -> &str {
@@ -199,18 +209,14 @@ impl SqsSource {
     }
 
     /// One long-poll receive of up to ten messages.
-    pub async fn receive(
-        &self,
-        wait_seconds: i32,
-        visibility_timeout: i32,
-    ) -> anyhow::Result<Vec<Message>> {
+    pub async fn receive_messages(&self, wait_seconds: i32) -> anyhow::Result<Vec<Message>> {
         let request = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(SQS_BATCH as i32)
             .wait_time_seconds(wait_seconds)
-            .visibility_timeout(visibility_timeout)
+            .visibility_timeout(self.visibility)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send();
@@ -242,13 +248,13 @@ impl SqsSource {
             let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
-            messages.push(Message {
-                id: id.to_string(),
-                receipt: receipt.to_string(),
-                body: m.body().unwrap_or_default().to_string(),
+            messages.push(Message::new(
+                id.to_string(),
+                receipt.to_string(),
+                m.body().unwrap_or_default().to_string(),
                 sent_ms,
                 receive_count,
-            });
+            ));
         }
         Ok(messages)
     }
@@ -383,5 +389,45 @@ impl SqsSource {
             }
         }
         Ok(())
+    }
+}
+
+impl Source for SqsSource {
+    fn name(&self) -> &str {
+        &self.queue_url
+    }
+
+    fn max_receivers(&self) -> usize {
+        usize::MAX
+    }
+
+    fn finite(&self) -> bool {
+        false
+    }
+
+    async fn receive(&self, wait: Duration) -> anyhow::Result<Vec<Message>> {
+        self.receive_messages(wait.as_secs().min(20) as i32).await
+    }
+
+    async fn acknowledge(&self, receipts: &[&str]) {
+        self.delete(receipts).await;
+    }
+
+    async fn release(&self, receipts: &[&str], delay: Duration) {
+        // SQS takes 0 to 12 hours.
+        self.set_visibility(receipts, delay.as_secs().min(43_200) as i32)
+            .await;
+    }
+
+    fn hold_period(&self) -> Option<Duration> {
+        Some(Duration::from_secs(self.visibility as u64))
+    }
+
+    async fn extend(&self, receipts: &[&str]) {
+        tracing::debug!(
+            messages = receipts.len(),
+            "extending visibility of held messages"
+        );
+        self.set_visibility(receipts, self.visibility).await;
     }
 }

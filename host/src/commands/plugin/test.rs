@@ -2,12 +2,13 @@
 //! database, prints each result as a JSON line, compares with expected output, and fails
 //! when a PII value leaks into any output field. What policy authors run before they ship.
 
-use crate::batch::{Item, Verdict, verdict_json};
-use crate::cli::PluginTestArgs;
-use crate::decide::decide;
+use crate::config::PluginTestConfig;
 use crate::keys::{Keys, Pseudonymizer};
-use crate::policy::{PolicyHost, PolicyOptions, PolicyRuntime, Value};
-use crate::source::Message;
+use crate::pipeline::batch::{Item, Verdict, verdict_json};
+use crate::pipeline::decide::decide;
+use crate::policy::{PolicyHost, PolicyRuntime, Value};
+use crate::source::Source;
+use crate::source::jsonl::JsonlSource;
 use anyhow::{Context, bail};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -27,22 +28,16 @@ fn value_text(v: &Value) -> Option<String> {
 
 /// Runs the test; returns the report for stdout, or an error (non-zero exit) that says what
 /// differed or leaked.
-pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
+pub async fn run(args: PluginTestConfig) -> anyhow::Result<String> {
     // Without a key file, plain SHA-256: enough to test a policy's logic, and reproducible.
     let pseudonymizer = match &args.key_file {
         Some(path) => Pseudonymizer::from_key_file(path)?,
         None => Pseudonymizer::Unkeyed,
     };
-    let input = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let sent_ms = crate::setup::sent_at_ms(args.sent_at.as_deref(), 12)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read policy {}", args.file.display()))?;
     let origin = args.file.display().to_string();
-    let options = PolicyOptions {
-        config: args.policy_config.clone(),
-        ..PolicyOptions::default()
-    };
+    let options = args.options.clone();
     let keys = Arc::new(Keys::new(pseudonymizer));
     let policy = tokio::task::spawn_blocking(move || {
         PolicyHost::from_bytes(
@@ -56,22 +51,18 @@ pub async fn run(args: PluginTestArgs) -> anyhow::Result<String> {
     .await??;
     let policy = Arc::new(policy);
 
-    let messages: Vec<Message> = input
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, body)| Message {
-            id: format!("line {}", n + 1),
-            receipt: String::new(),
-            body: body.to_string(),
-            sent_ms,
-            receive_count: 1,
-        })
-        .collect();
-    let source = format!("file:{}", args.input.display());
-    let mut items: Vec<Item> = Vec::with_capacity(messages.len());
-    for chunk in messages.chunks(BATCH) {
-        items.extend(decide(&policy, &source, chunk.to_vec(), None).await.0);
+    let source = JsonlSource::open(&args.input, None, args.sent_ms)?;
+    let mut items: Vec<Item> = Vec::new();
+    loop {
+        let mut chunk = source.read(BATCH)?;
+        if chunk.is_empty() {
+            break;
+        }
+        // Ids an author can find in the input file: the line number.
+        for m in &mut chunk {
+            m.id = format!("line {}", m.receipt);
+        }
+        items.extend(decide(&policy, source.name(), chunk, None).await.0);
     }
 
     let mut report = String::new();
@@ -108,7 +99,7 @@ fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
     // A misspelt --pii name would check nothing and pass: every name must occur in the input.
     let mut seen = std::collections::BTreeSet::new();
     for item in items {
-        if let Ok(fields) = crate::decode::decode_body(&item.message.body) {
+        if let Ok(fields) = crate::source::decode::decode_body(&item.message.body) {
             seen.extend(fields.into_iter().map(|f| f.name));
         }
     }
@@ -124,7 +115,7 @@ fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
             continue;
         };
         // The input's PII values, from the raw body (the policy may have renamed or dropped them).
-        let Ok(input) = crate::decode::decode_body(&item.message.body) else {
+        let Ok(input) = crate::source::decode::decode_body(&item.message.body) else {
             continue;
         };
         for field in input.iter().filter(|f| pii.contains(&f.name)) {

@@ -12,7 +12,7 @@ fn active() -> &'static str {
 /// Dies like `kill -9` would (no unwinding, no cleanup) if the failpoint is set.
 pub fn crash_after_commit() {
     if active() == "crash-after-commit" {
-        crate::logging::fatal(
+        crate::ops::logging::fatal(
             "failpoint crash-after-commit: aborting after a commit, before deleting",
         );
         std::process::abort();

@@ -1,5 +1,5 @@
-//! `masq seed`: fills a queue, from a JSONL file or with synthetic login events of which
-//! about 1% are malformed in the ways real queues are (see `MALFORMED`).
+//! Test data for queues: synthetic login events of which about 1% are malformed in the ways
+//! real queues are (see `MALFORMED`), or the lines of a JSONL file; `masq seed` sends them.
 
 use crate::source::sqs::SqsSource;
 use anyhow::{Context, bail};
@@ -38,7 +38,7 @@ pub async fn from_file(source: &SqsSource, path: &Path) -> anyhow::Result<u64> {
 }
 
 /// Sends `count` synthetic login events; returns (sent, malformed).
-pub async fn synthetic(source: &SqsSource, count: u64, seed: u64) -> anyhow::Result<(u64, u64)> {
+pub async fn send(source: &SqsSource, count: u64, seed: u64) -> anyhow::Result<(u64, u64)> {
     let mut rng = SplitMix(seed);
     let mut malformed = 0;
     let mut sent = 0;
@@ -137,7 +137,7 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::decode_body;
+    use crate::source::decode::decode_body;
 
     #[test]
     fn synthetic_logins_decode_and_have_every_field() {

@@ -1,7 +1,7 @@
-//! `masq db init`: the target table (the login-events DDL), the ledger and the dead letters.
-//! Safe to run again, and safe to run from several processes at once.
+//! masq's own tables (the ledger, the dead letters, the policy events) and the login-events
+//! table, created by `masq db init`. Safe to run again, and from several processes at once.
 
-use super::postgres::Database;
+use super::database::Database;
 use super::schema::TableName;
 use super::sql;
 use anyhow::anyhow;
@@ -83,7 +83,7 @@ pub struct InitReport {
 /// bodies) away from everyone but their owner, whether it came from a GRANT or from
 /// `ALTER DEFAULT PRIVILEGES`. Concurrent callers wait on one advisory lock, because
 /// `CREATE ... IF NOT EXISTS` alone can still collide on the catalog.
-pub async fn init(
+pub async fn create(
     client: &mut Client,
     database: &Database,
     table: &TableName,

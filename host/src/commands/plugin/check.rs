@@ -2,27 +2,23 @@
 //! queue, a database or a key: it is a component, implements the world, imports only what
 //! masq grants, answers `describe`, accepts the configuration. Prints what it found.
 
-use crate::cli::PluginCheckArgs;
 use crate::keys::{KeyRing, Keys, Pseudonymizer};
 use crate::policy::{PolicyHost, PolicyOptions, PolicyRuntime};
 use anyhow::Context;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
-pub fn check(args: &PluginCheckArgs) -> anyhow::Result<String> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read policy {}", args.file.display()))?;
-    let options = PolicyOptions {
-        config: args.policy_config.clone(),
-        ..PolicyOptions::default()
-    };
+pub fn check(file: &Path, options: PolicyOptions) -> anyhow::Result<String> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read policy {}", file.display()))?;
     // No key file is needed to check: describe and configure never see a key. A throwaway
     // in-memory key still lets a policy that imports `seal` load, as it would with --key-file.
     let keys = Arc::new(Keys::new(Pseudonymizer::Keyed(KeyRing::ephemeral()?)));
     let host = PolicyHost::from_bytes(
         Arc::new(PolicyRuntime::new()?),
         &bytes,
-        &args.file.display().to_string(),
+        &file.display().to_string(),
         options,
         keys,
     )?;
@@ -32,7 +28,7 @@ pub fn check(args: &PluginCheckArgs) -> anyhow::Result<String> {
     let _ = writeln!(
         out,
         "  file:        {} ({} bytes, sha256 {})",
-        args.file.display(),
+        file.display(),
         bytes.len(),
         host.digest()
     );

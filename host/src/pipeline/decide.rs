@@ -1,14 +1,52 @@
 //! decode -> transform: the verdict for each message of a batch, before anything is written.
-//! Shared by `masq run`, `masq run --dry-run`, `masq plugin test` and `masq replay`.
+//! The pipeline's workers reach it through the `Decide` trait (the seam their unit tests
+//! use); `masq plugin test` calls `decide` directly.
 
-use crate::batch::{Item, Stage, Verdict};
-use crate::decode::decode_body;
-use crate::policy::{BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
+use super::batch::{Item, Provenance, Stage, Verdict};
+use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
 use crate::sink::sql::storable;
-use crate::source::Message;
+use crate::source::decode::decode_body;
+use crate::source::{MAX_BODY_BYTES, Message};
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A batch decided by one policy version.
+pub struct Decided {
+    pub items: Vec<Item>,
+    pub health: PolicyHealth,
+    /// The version that decided all of it, as the ledger records it.
+    pub provenance: Provenance,
+}
+
+/// The policy step of the pipeline, as a worker sees it.
+pub trait Decide: Send + Sync + 'static {
+    /// The verdict for every message of the batch, by the version in service when it starts.
+    fn decide(&self, source: &str, batch: Vec<Message>) -> impl Future<Output = Decided> + Send;
+}
+
+/// The policy in service (swappable while running), and the canary that remembers recent
+/// records for checking the next version.
+pub struct PolicyStep {
+    pub active: Arc<ActivePolicy>,
+    pub canary: Option<Arc<Canary>>,
+}
+
+impl Decide for PolicyStep {
+    async fn decide(&self, source: &str, batch: Vec<Message>) -> Decided {
+        // The version in service when the batch starts decides all of it, even if a swap
+        // happens meanwhile; the ledger names exactly this version.
+        let policy = self.active.current();
+        let provenance = Provenance::of(&policy);
+        let (items, health) = decide(&policy, source, batch, self.canary.as_deref()).await;
+        Decided {
+            items,
+            health,
+            provenance,
+        }
+    }
+}
 
 /// Decodes and transforms a batch: the verdict for every message, in order. Duplicates of a
 /// message id within the batch (a redelivery that overtook the first copy) are acknowledged
@@ -35,6 +73,13 @@ pub async fn decide(
     let mut records = Vec::with_capacity(items.len());
     let mut record_of = Vec::with_capacity(items.len());
     for (i, item) in items.iter_mut().enumerate() {
+        if let Some(why) = &item.message.unreadable {
+            item.verdict = Verdict::Dead {
+                stage: Stage::Decode,
+                reason: why.clone(),
+            };
+            continue;
+        }
         if item.message.body.len() > MAX_BODY_BYTES {
             item.verdict = Verdict::Dead {
                 stage: Stage::Decode,
@@ -134,11 +179,6 @@ async fn transform(
         .await
         .expect("the policy runs in a sandbox and cannot panic the host")
 }
-
-/// Largest body masq decodes: SQS's own maximum message size (1 MiB). A larger body (from
-/// `masq load`, say) is one dead letter; it never reaches the policy, where its size could
-/// exhaust the sandbox's memory and count against the policy.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Most bytes of a policy's reject reason that are kept: the reason is stored with every dead
 /// letter and read by people; a policy must not be able to fill the table through it.

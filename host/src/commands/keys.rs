@@ -1,6 +1,7 @@
-//! `masq reveal`: turns sealed tokens back into the values a policy sealed, for people allowed
-//! to see them. All or nothing: every token is revealed before anything is printed, so a
-//! wrong key or a bad token never leaves part of an answer on the screen or in a pipe.
+//! `masq keygen` (a new key file, or a rotation) and `masq reveal`: sealed tokens back into the
+//! values a policy sealed, for people allowed to see them. Revealing is all or nothing: every
+//! token is revealed before anything is printed, so a wrong key or a bad token never leaves
+//! part of an answer on the screen or in a pipe.
 
 use crate::keys::{KeyRing, RevealError};
 use anyhow::bail;
@@ -89,8 +90,27 @@ pub fn tokens_from(args: Vec<String>, input: impl BufRead) -> anyhow::Result<Vec
     Ok(tokens)
 }
 
+/// `masq keygen [--add-to FILE]`: a new key file on stdout, or a new active key added to an
+/// existing file (its id on stdout, what was kept on stderr).
+pub fn keygen(add_to: Option<&Path>) -> anyhow::Result<()> {
+    match add_to {
+        None => print!("{}", crate::keys::KeyFile::generate()?.to_json()),
+        Some(path) => {
+            let (id, kept) = crate::keys::add_key(path)?;
+            eprintln!(
+                "added key {id} to {} as the active key; kept {} for revealing older tokens. \
+                 A running masq picks it up by itself",
+                path.display(),
+                kept.join(", ")
+            );
+            println!("{id}");
+        }
+    }
+    Ok(())
+}
+
 /// `masq reveal --key-file FILE [TOKEN...]`.
-pub fn run(key_file: &Path, args: Vec<String>, json: bool) -> anyhow::Result<()> {
+pub fn reveal(key_file: &Path, args: Vec<String>, json: bool) -> anyhow::Result<()> {
     let ring = KeyRing::load(key_file)?;
     let tokens = tokens_from(args, std::io::stdin().lock())?;
     let out = reveal_all(&ring, key_file, &tokens, json)?;
