@@ -208,8 +208,9 @@ async fn a_wrong_key_file_fails_clearly_and_prints_no_value() {
     let rows = masked_by_user(&env).await;
     let tokens = vec![rows[0].1.clone(), rows[0].2.clone()];
 
+    let dir = tempdir("sealwrong");
     // The same key id with another secret: the token does not authenticate.
-    let impostor = tempdir("sealwrong").join("impostor.key");
+    let impostor = dir.join("impostor.key");
     std::fs::write(
         &impostor,
         format!(
@@ -220,7 +221,7 @@ async fn a_wrong_key_file_fails_clearly_and_prints_no_value() {
     )
     .unwrap();
     // Another key id altogether: the key is not in the file.
-    let other = tempdir("sealwrong").join("other.key");
+    let other = dir.join("other.key");
     let out = env.masq(&["keygen"]).await;
     assert!(out.status.success());
     std::fs::write(&other, &out.stdout).unwrap();

@@ -1,66 +1,38 @@
 //! What every chaos scenario shares: a queue on the local SQS server, a table in the private
 //! PostgreSQL, `masq` processes to start, stop and kill, and the exactly-once check.
 
+use crate::support::{
+    MASQ, TestDir, create_queue, queue_depth, send_bodies, sqs_client, write_key_file,
+};
+// The scenarios' everyday helpers, from tests/support; `sqs_endpoint` is the SQS server
+// itself, as opposed to a fault proxy in front of it.
+pub use crate::support::{endpoint as sqs_endpoint, free_port, plugin, random_u64, repo_root};
 use aws_sdk_sqs::Client as SqsClient;
-use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
-pub const MASQ: &str = env!("CARGO_BIN_EXE_masq");
 /// Short enough that a killed consumer's messages come back quickly, long enough for the
 /// heartbeat (every third of it) to keep live ones hidden on a busy machine.
 pub const VISIBILITY: u64 = 5;
 
+static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One scenario at a time: they share the private PostgreSQL (which some of them stop) and
 /// the machine's two cores.
 pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
+}
+
+/// `exclusive` for a plain (not async) test.
+pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    LOCK.blocking_lock()
 }
 
 /// `MASQ_CHAOS=full` selects the long form of every scenario.
 pub fn full() -> bool {
     std::env::var("MASQ_CHAOS").is_ok_and(|v| v == "full")
-}
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf()
-}
-
-pub fn plugin(name: &str) -> PathBuf {
-    let path = repo_root()
-        .join("target/plugins")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `just plugins`",
-        path.display()
-    );
-    path
-}
-
-pub fn sqs_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
-}
-
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("random bytes");
-    u64::from_le_bytes(b)
-}
-
-/// A TCP port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // --- the private PostgreSQL -------------------------------------------------------------------
@@ -107,10 +79,12 @@ pub struct ChaosEnv {
     pub queue_url: String,
     pub table: String,
     pub key_file: PathBuf,
-    /// Messages sent, and how many of them are malformed on purpose.
+    /// Messages sent, and how many of them are malformed on purpose: counted as the test
+    /// generated them, not as any masq command reported.
     pub sent: u64,
     pub malformed: u64,
-    dir: PathBuf,
+    /// Every masq log of the scenario; kept when the test fails, for reading.
+    dir: TestDir,
 }
 
 impl ChaosEnv {
@@ -119,45 +93,13 @@ impl ChaosEnv {
     pub async fn new(name: &str, count: u64) -> ChaosEnv {
         let suffix = format!("{:08x}", random_u64() as u32);
         let db_url = pg_start();
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(sqs_endpoint())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "chaos",
-            ))
-            .load()
-            .await;
-        let sqs = SqsClient::new(&config);
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("chaos-{name}-{suffix}"))
-            .send()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot create a queue at {}: {e:?}; run `just services`",
-                    sqs_endpoint()
-                )
-            })
-            .queue_url
-            .expect("queue url");
-        let dir = std::env::temp_dir().join(format!("masq-chaos-{name}-{suffix}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let sqs = sqs_client().await;
+        let queue_url = create_queue(&sqs, &format!("chaos-{name}-{suffix}")).await;
+        let dir = TestDir::new(&format!("chaos-{name}"));
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).unwrap();
         let key_file = dir.join("chaos.key");
-        std::fs::write(
-            &key_file,
-            format!(
-                r#"{{"active": "kc{suffix}", "keys": {{"kc{suffix}": "{}"}}}}"#,
-                base64::engine::general_purpose::STANDARD.encode(key)
-            ),
-        )
-        .unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        write_key_file(&key_file, &format!("kc{suffix}"), &key);
         let mut env = ChaosEnv {
             name: name.to_string(),
             sqs,
@@ -185,47 +127,56 @@ impl ChaosEnv {
         env
     }
 
-    /// Sends `count` synthetic messages straight to the SQS server.
+    /// This scenario's directory (masq logs, key file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Generates `count` synthetic messages here, with masq's own generator (a random seed,
+    /// about 1% malformed bodies from `masq::seed::MALFORMED`), and sends them straight to
+    /// the SQS server, so the numbers sent and malformed are known by construction. Checks
+    /// that the queue then holds exactly what was sent (call it before any masq runs).
     pub async fn seed(&mut self, count: u64) {
-        let seed = random_u64() % 1_000_000;
-        let out = self
-            .command(
-                &sqs_endpoint(),
-                &[
-                    "seed",
-                    "--count",
-                    &count.to_string(),
-                    "--seed",
-                    &seed.to_string(),
-                ],
-            )
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "masq seed failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        self.send_generated(count).await;
+        assert_eq!(
+            self.depth().await,
+            (self.sent, 0),
+            "[{}] the queue does not hold exactly the {} messages sent",
+            self.name,
+            self.sent
         );
-        // "sent N messages (M malformed on purpose) to ..."
-        let text = String::from_utf8_lossy(&out.stdout);
-        let number_after = |word: &str| -> u64 {
-            let at = text
-                .find(word)
-                .unwrap_or_else(|| panic!("unexpected seed output: {text}"))
-                + word.len();
-            text[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        self.sent += number_after("sent ");
-        self.malformed += number_after("messages (");
+    }
+
+    /// As `seed`, into a queue that consumers may already be reading: no depth check.
+    pub async fn send_generated(&mut self, count: u64) {
+        use masq::seed::{MALFORMED, SplitMix, login};
+        let seed = random_u64();
+        let mut rng = SplitMix(seed);
+        let mut malformed = 0;
+        let bodies: Vec<String> = (0..count as usize)
+            .map(|i| {
+                if rng.next() % 100 == 0 {
+                    malformed += 1;
+                    MALFORMED[i % MALFORMED.len()].to_string()
+                } else {
+                    login(&mut rng)
+                }
+            })
+            .collect();
+        assert_eq!(
+            bodies
+                .iter()
+                .filter(|b| MALFORMED.contains(&b.as_str()))
+                .count() as u64,
+            malformed,
+            "a generated login looks like a malformed body"
+        );
+        send_bodies(&self.sqs, &self.queue_url, &bodies, 16).await;
+        self.sent += count;
+        self.malformed += malformed;
         eprintln!(
-            "[{}] seeded {} messages ({} malformed), seed {seed}",
-            self.name, self.sent, self.malformed
+            "[{}] sent {count} messages ({malformed} malformed), seed {seed}",
+            self.name
         );
     }
 
@@ -253,6 +204,17 @@ impl ChaosEnv {
     /// `masq run` with the default policy and `extra` flags, its output captured to files in
     /// this scenario's directory (a killed process's log stays there to read).
     pub fn spawn_run(&self, endpoint: &str, label: &str, extra: &[&str]) -> Child {
+        self.spawn_run_env(endpoint, label, extra, &[])
+    }
+
+    /// As `spawn_run`, with extra environment variables (e.g. `MASQ_FAILPOINT`).
+    pub fn spawn_run_env(
+        &self,
+        endpoint: &str,
+        label: &str,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Child {
         let plugin = plugin("sha256-masker");
         let visibility = VISIBILITY.to_string();
         let mut args = vec![
@@ -266,6 +228,7 @@ impl ChaosEnv {
         let stdout = std::fs::File::create(self.dir.join(format!("{label}.out"))).unwrap();
         let stderr = std::fs::File::create(self.dir.join(format!("{label}.err"))).unwrap();
         self.command(endpoint, &args)
+            .envs(vars.iter().copied())
             .stdout(stdout)
             .stderr(stderr)
             .stdin(Stdio::null())
@@ -315,21 +278,7 @@ impl ChaosEnv {
 
     /// (visible, in flight), as the SQS server reports them.
     pub async fn depth(&self) -> (u64, u64) {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let get = |a: A| out.attributes().unwrap().get(&a).unwrap().parse().unwrap();
-        (
-            get(A::ApproximateNumberOfMessages),
-            get(A::ApproximateNumberOfMessagesNotVisible),
-        )
+        queue_depth(&self.sqs, &self.queue_url).await
     }
 
     /// Sends SIGTERM and waits for a clean exit (masq promises one within 25 s).
@@ -508,15 +457,6 @@ impl ChaosEnv {
     }
 }
 
-impl Drop for ChaosEnv {
-    fn drop(&mut self) {
-        // Kept when the test fails, with every masq log in it, for reading.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 /// `k` distinct, sorted ledger counts spread over (5%, 90%) of `n`, at which to strike.
 pub fn strike_points(n: u64, k: usize, rng: &mut masq::source::synthetic::SplitMix) -> Vec<i64> {
     let (lo, hi) = (n / 20, n * 9 / 10);
@@ -541,4 +481,11 @@ pub fn summary_count(summary: &str, name: &str) -> u64 {
                 .unwrap()
         })
         .unwrap_or_else(|| panic!("no '{name}' in summary: {summary}"))
+}
+
+/// Messages a `masq run` summary says it committed: written, dead-lettered or dropped.
+pub fn summary_committed(summary: &str) -> u64 {
+    summary_count(summary, "written")
+        + summary_count(summary, "dead-lettered")
+        + summary_count(summary, "dropped")
 }

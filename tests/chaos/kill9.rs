@@ -1,9 +1,15 @@
 //! kill -9 at random moments, then a restart, again and again: whatever a killed process had
 //! committed but not deleted comes back and is skipped by the ledger; whatever it held
-//! uncommitted comes back and is written once.
+//! uncommitted comes back and is written once. A random kill may or may not land between a
+//! commit and its delete, so the last run dies at exactly that moment
+//! (`MASQ_FAILPOINT=crash-after-commit`), and the settling drains must skip what it left.
 
 use crate::harness::*;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
+
+/// What `std::process::abort` dies of (Linux).
+const SIGABRT: i32 = 6;
 
 #[tokio::test]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
@@ -38,6 +44,36 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         );
     }
 
+    // The last run aborts right after its first commit, before deleting that batch: its
+    // messages are in the ledger and still in the queue, invisible until their timeout, when
+    // a settling drain receives them and must skip them.
+    let before = env.ledger().await.unwrap();
+    assert!(
+        before < env.sent as i64,
+        "the kills left nothing for the crash-after-commit run"
+    );
+    let mut child = env.spawn_run_env(
+        &sqs_endpoint(),
+        "crash-after-commit",
+        &["--wait-seconds", "1"],
+        &[("MASQ_FAILPOINT", "crash-after-commit")],
+    );
+    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
+        .await
+        .expect("the crash-after-commit run neither committed nor died within 300 s")
+        .unwrap();
+    let log = env.log("crash-after-commit");
+    assert!(
+        status.signal() == Some(SIGABRT) && log.contains("failpoint crash-after-commit"),
+        "the crash-after-commit run did not abort at the failpoint ({status}):\n{log}"
+    );
+    // Its batch may hold only messages a killed run had committed (then the ledger does not
+    // move): either way every message of it is in the ledger and back in the queue soon.
+    eprintln!(
+        "[kill9] crash-after-commit run committed, then aborted; ledger {before} -> {:?}",
+        env.ledger().await
+    );
+
     let summaries = env.settle().await;
     let duplicates: u64 = summaries
         .iter()
@@ -45,6 +81,12 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         .sum();
     eprintln!(
         "[kill9] settled; duplicates skipped after the kills: {duplicates}; drains: {summaries:#?}"
+    );
+    // At least the batch the last run committed but never deleted came back to a settling
+    // drain, and the ledger skipped it.
+    assert!(
+        duplicates >= 1,
+        "no settling drain skipped a message already committed: {summaries:#?}"
     );
     env.assert_exactly_once().await;
 }

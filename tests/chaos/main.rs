@@ -8,6 +8,12 @@
 //! binary after the integration tests, never beside them; inside it, one scenario runs at a
 //! time (`exclusive`). Sizes: short by default (part of `just test`), `MASQ_CHAOS=full` for
 //! the long form (`just chaos`).
+//!
+//! The sandbox's resident-memory test (sandbox_memory.rs) lives here too: it measures the
+//! whole process, so it needs one where nothing else runs beside it, which `exclusive` gives.
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod harness;
 mod proxy;
@@ -15,6 +21,8 @@ mod proxy;
 mod drain_under_errors;
 mod kill9;
 mod pg_restart;
+// Not chaos, but a measurement of the whole process's memory that no other test may disturb.
+mod sandbox_memory;
 mod scale_out;
 mod slow_policy;
 mod sqs_faults;

@@ -5,19 +5,91 @@
 use crate::harness::*;
 use std::time::{Duration, Instant};
 
-/// Loop iterations per record: about 0.9 s of wasm on this machine's cores (policies are
-/// built at opt-level 3), so a batch of ten takes almost twice the visibility timeout. The
-/// test checks the batches really were that slow, and says to raise this if not.
-const SPIN: u64 = 4_000_000_000;
+/// Records per batch.
+const BATCH: u64 = 10;
+
+/// The `spin` setting that makes the slow policy take about `per_record` on one record on
+/// this machine, found by timing `masq plugin test` from outside: once with `spin=0` (start-up,
+/// compilation, one record) and then with growing spins until the spinning alone takes over
+/// half a second. Each is the fastest of three runs, so a busy moment during calibration
+/// makes the spin larger (the batches slower), never smaller.
+async fn calibrate_spin(env: &ChaosEnv, per_record: Duration) -> u64 {
+    let input = env.dir().join("one-record.jsonl");
+    std::fs::write(
+        &input,
+        masq::seed::login(&mut masq::seed::SplitMix(random_u64())) + "\n",
+    )
+    .unwrap();
+    let plugin = plugin("slow");
+    let fastest = async |spin: u64| -> Duration {
+        let config = format!("spin={spin}");
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = env
+                .command(
+                    &sqs_endpoint(),
+                    &[
+                        "plugin",
+                        "test",
+                        plugin.to_str().unwrap(),
+                        "--input",
+                        input.to_str().unwrap(),
+                        "--policy-config",
+                        &config,
+                    ],
+                )
+                .output()
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            assert!(
+                out.status.success(),
+                "masq plugin test slow.wasm failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            best = best.min(took);
+        }
+        best
+    };
+    let base = fastest(0).await;
+    let mut spin: u64 = 10_000_000;
+    loop {
+        let spinning = fastest(spin).await.saturating_sub(base);
+        if spinning >= Duration::from_millis(500) {
+            let per_iteration = spinning.as_secs_f64() / spin as f64;
+            let chosen = (per_record.as_secs_f64() / per_iteration).ceil() as u64;
+            eprintln!(
+                "[slow] calibration: start-up {base:?}, spin={spin} took {spinning:?} more; \
+                 spin={chosen} for {per_record:?} per record"
+            );
+            return chosen;
+        }
+        assert!(
+            spin < 1 << 50,
+            "the slow policy does not get slower with spin ({spin} iterations: {spinning:?})"
+        );
+        // Aim at about a second, at most 16 times more per step.
+        let factor = if spinning.is_zero() {
+            16.0
+        } else {
+            (1.0 / spinning.as_secs_f64()).clamp(2.0, 16.0)
+        };
+        spin = (spin as f64 * factor) as u64;
+    }
+}
 
 #[tokio::test]
 async fn heartbeats_keep_a_slow_batch_invisible_past_the_visibility_timeout() {
     let _one_at_a_time = exclusive().await;
     let messages = if full() { 100 } else { 30 };
     let env = ChaosEnv::new("slow", messages).await;
+    // A batch takes about twice the visibility timeout.
+    let spin = calibrate_spin(&env, Duration::from_secs(2 * VISIBILITY) / BATCH as u32).await;
     let metrics_port = free_port();
     let plugin = plugin("slow");
-    let spin = format!("spin={SPIN}");
+    let spin = format!("spin={spin}");
+    let batch = BATCH.to_string();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let mut child = env
         .command(
@@ -34,7 +106,7 @@ async fn heartbeats_keep_a_slow_batch_invisible_past_the_visibility_timeout() {
                 "--visibility-timeout",
                 &VISIBILITY.to_string(),
                 "--batch-size",
-                "10",
+                &batch,
                 "--batch-wait-ms",
                 "100",
                 "--workers",
@@ -76,7 +148,8 @@ async fn heartbeats_keep_a_slow_batch_invisible_past_the_visibility_timeout() {
 
     assert!(
         per_batch > VISIBILITY as f64,
-        "batches took {per_batch:.1} s, not longer than the {VISIBILITY} s visibility timeout: raise SPIN"
+        "batches took {per_batch:.1} s, not longer than the {VISIBILITY} s visibility timeout: \
+         the calibration of spin was wrong"
     );
     // Received exactly once each: no message came back while it was being worked on.
     assert_eq!(summary_count(&summary, "received"), env.sent, "{summary}");

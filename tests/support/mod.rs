@@ -1,5 +1,7 @@
 //! Shared set-up for the integration tests: every test gets its own SQS queue and its own
 //! table (random suffix) on the real local services, and drives the real `masq` binary.
+//! The chaos binary (tests/chaos/) includes this module too, for the pieces both need: paths,
+//! endpoints, the SQS client, key files, temporary directories.
 
 #![allow(dead_code)]
 
@@ -49,10 +51,157 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/masq_test".into())
 }
 
-fn random_hex(bytes: usize) -> String {
+pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("random bytes");
     hex::encode(b)
+}
+
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("random bytes");
+    u64::from_le_bytes(b)
+}
+
+/// A client for the local SQS server (test credentials).
+pub async fn sqs_client() -> SqsClient {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    SqsClient::new(&config)
+}
+
+/// Creates the queue `name` on the local SQS server; returns its URL.
+pub async fn create_queue(sqs: &SqsClient, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot create a queue at {}: {e:?}; run `just services`",
+                endpoint()
+            )
+        })
+        .queue_url
+        .expect("queue url")
+}
+
+/// Sends `bodies` in batches of ten, `concurrency` batches in flight at once (1 keeps the
+/// order of `bodies`); panics if SQS refuses any message.
+pub async fn send_bodies(sqs: &SqsClient, queue_url: &str, bodies: &[String], concurrency: usize) {
+    use futures_util::stream::{self, StreamExt};
+    stream::iter(bodies.chunks(10))
+        .for_each_concurrent(concurrency.max(1), |chunk| async move {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(b)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send");
+            assert!(
+                out.failed().is_empty(),
+                "SQS refused messages: {:?}",
+                out.failed()
+            );
+        })
+        .await;
+}
+
+/// (visible, in flight) messages in the queue, as the SQS server reports them.
+pub async fn queue_depth(sqs: &SqsClient, queue_url: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let get = |a: A| out.attributes().unwrap().get(&a).unwrap().parse().unwrap();
+    (
+        get(A::ApproximateNumberOfMessages),
+        get(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Writes a key file holding one 32-byte key, `key_id`, active; owner-only, as masq demands.
+pub fn write_key_file(path: &Path, key_id: &str, key: &[u8]) {
+    std::fs::write(
+        path,
+        format!(
+            r#"{{"active": "{key_id}", "keys": {{"{key_id}": "{}"}}}}"#,
+            base64::engine::general_purpose::STANDARD.encode(key)
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// A temporary directory (tempfile) that is removed when it goes out of scope, unless the
+/// thread is panicking: a failed test leaves its files (logs, keys, policies) to look at, and
+/// says where.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("masq-test-{name}-"))
+            .tempdir()
+            .expect("a temporary directory");
+        TestDir(Some(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take()
+            && std::thread::panicking()
+        {
+            let kept = dir.keep();
+            eprintln!("test failed: its files are kept in {}", kept.display());
+        }
+        // Otherwise `dir` is dropped here, which removes the directory.
+    }
 }
 
 /// A test's private queue, table and key.
@@ -64,34 +213,14 @@ pub struct TestEnv {
     pub key_file: PathBuf,
     pub key: Vec<u8>,
     pub key_id: String,
-    dir: PathBuf,
+    dir: TestDir,
 }
 
 impl TestEnv {
     pub async fn new(name: &str) -> TestEnv {
         let suffix = random_hex(4);
-        let sqs_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(endpoint())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "tests",
-            ))
-            .load()
-            .await;
-        let sqs = SqsClient::new(&sqs_config);
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(format!("{name}-{suffix}"))
-            .send()
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot create a queue at {}: {e:?}; run `just services`",
-                    endpoint()
-                )
-            })
-            .queue_url
-            .expect("queue url");
+        let sqs = sqs_client().await;
+        let queue_url = create_queue(&sqs, &format!("{name}-{suffix}")).await;
 
         let (db, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
             .await
@@ -100,25 +229,12 @@ impl TestEnv {
             });
         tokio::spawn(conn);
 
-        let dir = std::env::temp_dir().join(format!("masq-test-{name}-{suffix}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TestDir::new(name);
         let mut key = vec![0u8; 32];
         getrandom::fill(&mut key).unwrap();
         let key_id = format!("kt{suffix}");
         let key_file = dir.join("test.key");
-        std::fs::write(
-            &key_file,
-            format!(
-                r#"{{"active": "{key_id}", "keys": {{"{key_id}": "{}"}}}}"#,
-                base64::engine::general_purpose::STANDARD.encode(&key)
-            ),
-        )
-        .unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        write_key_file(&key_file, &key_id, &key);
 
         let env = TestEnv {
             sqs,
@@ -181,52 +297,14 @@ impl TestEnv {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Sends `bodies` in order, ten per call.
     pub async fn send(&self, bodies: &[String]) {
-        for chunk in bodies.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(b)
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            let out = self
-                .sqs
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .expect("send");
-            assert!(
-                out.failed().is_empty(),
-                "SQS refused messages: {:?}",
-                out.failed()
-            );
-        }
+        send_bodies(&self.sqs, &self.queue_url, bodies, 1).await;
     }
 
     /// (visible, in flight) messages in the queue.
     pub async fn depth(&self) -> (u64, u64) {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let get = |a: A| out.attributes().unwrap().get(&a).unwrap().parse().unwrap();
-        (
-            get(A::ApproximateNumberOfMessages),
-            get(A::ApproximateNumberOfMessagesNotVisible),
-        )
+        queue_depth(&self.sqs, &self.queue_url).await
     }
 
     /// Every row of the table as text columns, sorted.
@@ -304,12 +382,6 @@ impl TestEnv {
             self.key_id,
             hex::encode(mac.finalize().into_bytes())
         )
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -397,12 +469,9 @@ impl TestEnv {
     }
 }
 
-/// A fresh temporary directory (removed by the OS's tmp cleaning, not by the test, so a
-/// failed test leaves its files to look at).
-pub fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("masq-test-{name}-{}", random_hex(4)));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary directory, removed when dropped unless the test failed (see `TestDir`).
+pub fn tempdir(name: &str) -> TestDir {
+    TestDir::new(name)
 }
 
 /// A TCP port nobody listens on right now.
