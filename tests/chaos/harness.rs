@@ -133,7 +133,7 @@ impl ChaosEnv {
     }
 
     /// Generates `count` synthetic messages here, with masq's own generator (a random seed,
-    /// about 1% malformed bodies from `masq::seed::MALFORMED`), and sends them straight to
+    /// about 1% malformed bodies from `masq::source::synthetic::MALFORMED`), and sends them straight to
     /// the SQS server, so the numbers sent and malformed are known by construction. Checks
     /// that the queue then holds exactly what was sent (call it before any masq runs).
     pub async fn seed(&mut self, count: u64) {
@@ -149,7 +149,7 @@ impl ChaosEnv {
 
     /// As `seed`, into a queue that consumers may already be reading: no depth check.
     pub async fn send_generated(&mut self, count: u64) {
-        use masq::seed::{MALFORMED, SplitMix, login};
+        use masq::source::synthetic::{MALFORMED, SplitMix, login};
         let seed = random_u64();
         let mut rng = SplitMix(seed);
         let mut malformed = 0;

@@ -17,7 +17,7 @@ async fn calibrate_spin(env: &ChaosEnv, per_record: Duration) -> u64 {
     let input = env.dir().join("one-record.jsonl");
     std::fs::write(
         &input,
-        masq::seed::login(&mut masq::seed::SplitMix(random_u64())) + "\n",
+        masq::source::synthetic::login(&mut masq::source::synthetic::SplitMix(random_u64())) + "\n",
     )
     .unwrap();
     let plugin = plugin("slow");
