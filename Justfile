@@ -48,9 +48,12 @@ demo: services plugins build
     psql {{demo_db}} -c "SELECT message_id, stage, reason FROM masq.dead_letters ORDER BY id DESC LIMIT 5"
     echo "Query the rows yourself: psql {{demo_db}}"
 
-# Every test: unit tests, then integration tests against real PostgreSQL and SQS.
+# Every test: unit tests, then integration tests against real PostgreSQL and SQS, then the
+# short chaos suite. Test binaries: masq's unit tests, `integration`, `chaos`, and the unit
+# tests of the three policies that have them (natively); nothing is built twice.
 test: services plugins
-    cargo test --release --locked --workspace
+    cargo test --release --locked -p masq --lib --test integration --test chaos
+    cargo test --release --locked -p sha256-masker -p seal-masker -p rust-template --lib
 
 # The crash-and-fault suite at full size: kill -9, PostgreSQL crashes, SQS faults, a slow
 # policy, three consumers (tests/chaos/; `just test` runs its short form).

@@ -406,3 +406,45 @@ async fn forbidden_imports_and_a_trapping_describe_are_refused_at_load() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn load_stops_on_a_broken_policy_by_the_same_rule_and_words_as_run() {
+    let env = TestEnv::new("sbloadbroken").await;
+    let table = hostile_table(&env).await;
+    let dir = tempdir("sbloadbroken");
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, hostile_bodies(30, &[]).join("\n")).unwrap();
+    let plugin = plugin("hostile-panic");
+    let key = env.key_file.display().to_string();
+    let out = env
+        .masq(&[
+            "load",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--table",
+            &table,
+            "--input",
+            input.to_str().unwrap(),
+            "--batch-size",
+            "100",
+        ])
+        .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // The same exit code, summary words and log line as `run --drain` (the test above).
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stdout.contains("policy BROKEN"), "{stdout}");
+    assert!(stderr.contains("policy is BROKEN"), "{stderr}");
+    assert!(stdout.contains("30 lines not loaded"), "{stdout}");
+    assert_eq!(
+        dead_reasons(&env).await.len(),
+        0,
+        "no line became a dead letter"
+    );
+    assert_eq!(good_rows(&env).await, 0);
+    assert_eq!(env.ledger_count_of(&table).await, 0);
+}

@@ -168,19 +168,13 @@ pub struct PluginCheckArgs {
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub common: CommonArgs,
     /// Message bodies, one per line; `-` for stdin.
     #[arg(long)]
     pub input: PathBuf,
     /// Names the input in message ids (`<source-id>:<line>`); default the file name.
     #[arg(long)]
     pub source_id: Option<String>,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub table: TableArgs,
-    #[command(flatten)]
-    pub keys: KeyArgs,
     /// Lines per batch (one policy call, one transaction).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
@@ -195,13 +189,7 @@ pub struct LoadArgs {
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
-    pub policy: PolicyArgs,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub table: TableArgs,
-    #[command(flatten)]
-    pub keys: KeyArgs,
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -215,22 +203,16 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub common: CommonArgs,
     /// Refuse any policy file whose SHA-256 is not this (hex), at start and at every reload.
     #[arg(long, env = "MASQ_PLUGIN_SHA256")]
     pub plugin_sha256: Option<String>,
     #[command(flatten)]
     pub queue: QueueArgs,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
     /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address,
     /// e.g. 127.0.0.1:9187.
     #[arg(long, env = "MASQ_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    #[command(flatten)]
-    pub table: TableArgs,
-    #[command(flatten)]
-    pub keys: KeyArgs,
     /// Stop when the queue is empty and print a summary.
     #[arg(long, env = "MASQ_DRAIN")]
     pub drain: bool,
@@ -265,7 +247,20 @@ pub struct RunArgs {
     pub stall_timeout: u64,
 }
 
-/// The policy file and its settings: `run`, `load`, `replay`.
+/// What `run`, `load` and `replay` share: the policy, the database, the table, the key.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub table: TableArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// The policy file and its settings.
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
     /// The policy: a WebAssembly component implementing masq:policy/policy-plugin.

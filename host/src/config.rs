@@ -97,6 +97,17 @@ pub struct Common {
     pub table: TableName,
 }
 
+impl Common {
+    fn from_args(args: &cli::CommonArgs, pin: Option<String>) -> anyhow::Result<Common> {
+        Ok(Common {
+            policy: PolicyConfig::from_args(&args.policy, pin),
+            keys: KeySource::from_args(&args.keys)?,
+            database: args.database.database()?,
+            table: TableName::parse(&args.table.table)?,
+        })
+    }
+}
+
 /// `masq db init` and `masq status`.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
@@ -177,12 +188,7 @@ pub struct RunConfig {
 impl RunConfig {
     pub fn from_args(args: &cli::RunArgs) -> anyhow::Result<RunConfig> {
         Ok(RunConfig {
-            common: Common {
-                policy: PolicyConfig::from_args(&args.policy, args.plugin_sha256.clone()),
-                keys: KeySource::from_args(&args.keys)?,
-                database: args.database.database()?,
-                table: TableName::parse(&args.table.table)?,
-            },
+            common: Common::from_args(&args.common, args.plugin_sha256.clone())?,
             queue_url: args.queue.queue_url.clone(),
             sqs_timeouts: args.queue.timeouts(),
             visibility_timeout: args.visibility_timeout,
@@ -215,12 +221,7 @@ pub struct LoadConfig {
 impl LoadConfig {
     pub fn from_args(args: &cli::LoadArgs) -> anyhow::Result<LoadConfig> {
         Ok(LoadConfig {
-            common: Common {
-                policy: PolicyConfig::from_args(&args.policy, None),
-                keys: KeySource::from_args(&args.keys)?,
-                database: args.database.database()?,
-                table: TableName::parse(&args.table.table)?,
-            },
+            common: Common::from_args(&args.common, None)?,
             input: args.input.clone(),
             source_id: args.source_id.clone(),
             sent_ms: sent_at_ms(args.sent_at.as_deref(), 0)?,
@@ -239,12 +240,7 @@ pub struct ReplayConfig {
 impl ReplayConfig {
     pub fn from_args(args: &cli::ReplayArgs) -> anyhow::Result<ReplayConfig> {
         Ok(ReplayConfig {
-            common: Common {
-                policy: PolicyConfig::from_args(&args.policy, None),
-                keys: KeySource::from_args(&args.keys)?,
-                database: args.database.database()?,
-                table: TableName::parse(&args.table.table)?,
-            },
+            common: Common::from_args(&args.common, None)?,
             // One worker: dead letters are few, and replays already run at once take turns
             // through row locks.
             pipeline: finite_pipeline(100, 1),

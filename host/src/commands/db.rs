@@ -31,80 +31,48 @@ pub async fn status(config: &DbConfig) -> anyhow::Result<String> {
 /// `masq status`: the policy each consumer of a table serves, and recent refusals.
 async fn report(database: &Database, table: &str) -> anyhow::Result<String> {
     let client = database.connect().await?;
+    // Every query of the report: this table's rows of one of masq's tables.
+    let query = async |sql: &str| {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&table];
+        let rows = client.query(sql, &params);
+        let what = format!("reading masq's tables for {table}");
+        database
+            .answer(&what, rows)
+            .await
+            .map_err(|e| explain(e, database))
+    };
+    // Each query formats its own lines, so the report is the rows one after the other.
+    let at = "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+    let serving = query(&format!(
+        "SELECT DISTINCT ON (consumer) format('%s %s: policy %s %s (sha256 %s), key %s, since %s', \
+           consumer, CASE event WHEN 'stopped' THEN 'stopped' ELSE 'serving' END, \
+           coalesce(policy_name, '?'), coalesce(policy_version, '?'), coalesce(policy_digest, '?'), \
+           coalesce(key_id, 'unkeyed'), {at}) \
+         FROM masq.policy_events \
+         WHERE target_table = $1 AND event IN ('started', 'swapped', 'key_rotated', 'stopped') \
+         ORDER BY consumer, at DESC, id DESC"
+    ))
+    .await?;
+    let refusals = query(&format!(
+        "SELECT format('%s %s at %s: %s', consumer, event, {at}, coalesce(detail, '')) \
+         FROM masq.policy_events WHERE target_table = $1 AND event IN ('refused', 'key_refused') \
+         ORDER BY at DESC, id DESC LIMIT 5"
+    ))
+    .await?;
+    let by_version = query(
+        "SELECT format('ledger: %s %s (%s...) %s %s', policy_name, policy_version, \
+           left(policy_digest, 12), outcome, count(*)) \
+         FROM masq.ledger WHERE target_table = $1 \
+         GROUP BY policy_name, policy_version, left(policy_digest, 12), outcome \
+         ORDER BY policy_name, policy_version, left(policy_digest, 12), outcome",
+    )
+    .await?;
     let mut out = String::new();
-    let serving = database
-        .answer("reading masq.policy_events", client.query(
-            "SELECT DISTINCT ON (consumer) consumer, event, policy_name, policy_version, policy_digest, key_id, \
-                    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-             FROM masq.policy_events \
-             WHERE target_table = $1 AND event IN ('started', 'swapped', 'key_rotated', 'stopped') \
-             ORDER BY consumer, at DESC, id DESC",
-            &[&table],
-        ))
-        .await
-        .map_err(|e| explain(e, database))?;
     if serving.is_empty() {
         let _ = writeln!(out, "no consumer of {table} has started yet");
     }
-    for row in &serving {
-        let event: &str = row.get(1);
-        let state = if event == "stopped" {
-            "stopped"
-        } else {
-            "serving"
-        };
-        let _ = writeln!(
-            out,
-            "{} {state}: policy {} {} (sha256 {}), key {}, since {}",
-            row.get::<_, &str>(0),
-            row.get::<_, Option<&str>>(2).unwrap_or("?"),
-            row.get::<_, Option<&str>>(3).unwrap_or("?"),
-            row.get::<_, Option<&str>>(4).unwrap_or("?"),
-            row.get::<_, Option<&str>>(5).unwrap_or("unkeyed"),
-            row.get::<_, &str>(6),
-        );
-    }
-    let refusals = database
-        .answer("reading masq.policy_events", client.query(
-            "SELECT consumer, event, detail, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-             FROM masq.policy_events WHERE target_table = $1 AND event IN ('refused', 'key_refused') \
-             ORDER BY at DESC, id DESC LIMIT 5",
-            &[&table],
-        ))
-        .await
-        .map_err(|e| explain(e, database))?;
-    for row in &refusals {
-        let _ = writeln!(
-            out,
-            "{} {} at {}: {}",
-            row.get::<_, &str>(0),
-            row.get::<_, &str>(1),
-            row.get::<_, &str>(3),
-            row.get::<_, Option<&str>>(2).unwrap_or("")
-        );
-    }
-    let by_version = database
-        .answer(
-            "reading masq.ledger",
-            client.query(
-                "SELECT policy_name, policy_version, left(policy_digest, 12), outcome, count(*) \
-             FROM masq.ledger WHERE target_table = $1 \
-             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-                &[&table],
-            ),
-        )
-        .await
-        .map_err(|e| explain(e, database))?;
-    for row in &by_version {
-        let _ = writeln!(
-            out,
-            "ledger: {} {} ({}...) {} {}",
-            row.get::<_, &str>(0),
-            row.get::<_, &str>(1),
-            row.get::<_, &str>(2),
-            row.get::<_, &str>(3),
-            row.get::<_, i64>(4)
-        );
+    for row in serving.iter().chain(&refusals).chain(&by_version) {
+        let _ = writeln!(out, "{}", row.get::<_, &str>(0));
     }
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! needs around it: metrics and probes, hot reload of the policy and key files, policy events
 //! for `masq status`, signals, a progress bar and the summary of a drain.
 
-use super::{ending, exit_code, setup, signals};
+use super::{ending, exit_code, setup};
 use crate::config::RunConfig;
 use crate::ops::metrics::Counters;
 use crate::pipeline::decide::PolicyStep;
@@ -29,16 +29,6 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
         .await?
         .with_visibility_timeout(config.visibility_timeout);
     let (visible, _) = source.depth().await?;
-    let sinks = setup::sinks(
-        common,
-        &started.schema,
-        WriteMode::Fresh,
-        config.pipeline.workers,
-    )
-    .await?;
-
-    let stop = CancellationToken::new();
-    signals::stop_on_signal(stop.clone());
 
     let counters = Arc::new(Counters::default());
     if let Some(addr) = config.metrics_addr {
@@ -56,14 +46,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
         .then(|| spawn_progress(counters.clone(), visible));
 
     let events = EventLog::new(&common.database, &common.table.to_string());
-    events
-        .record(
-            "started",
-            Some(&active.current()),
-            keys.current().key_id(),
-            "",
-        )
-        .await;
+    let record = async |event: &str| {
+        let serving = active.current();
+        events
+            .record(event, Some(&serving), keys.current().key_id(), "")
+            .await
+    };
+    record("started").await;
     let canary = Arc::new(Canary::new());
     let reloader = Reloader {
         loader: started.loader,
@@ -83,17 +72,18 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
     tracing::info!(queue = %config.queue_url, table = %common.table, drain = config.pipeline.drain, "masq running");
     counters.ready.store(true, Ordering::Relaxed);
     let clock = Instant::now();
-    let decider = Arc::new(PolicyStep {
+    let decider = PolicyStep {
         active: active.clone(),
         canary: Some(canary),
-    });
-    let result = crate::pipeline::run(
-        config.pipeline.clone(),
+    };
+    let result = setup::drive(
+        common,
+        &started.schema,
         source.clone(),
-        sinks,
+        WriteMode::Fresh,
+        &config.pipeline,
         decider,
         counters.clone(),
-        stop.clone(),
     )
     .await;
     counters.ready.store(false, Ordering::Relaxed);
@@ -102,15 +92,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
     if let Some(bar) = progress {
         bar.abort();
     }
-    result?;
-    events
-        .record(
-            "stopped",
-            Some(&active.current()),
-            keys.current().key_id(),
-            "",
-        )
-        .await;
+    let stopped = result?;
+    record("stopped").await;
     let seconds = clock.elapsed().as_secs_f64();
 
     let c = |v: &std::sync::atomic::AtomicU64| Counters::get(v);
@@ -119,7 +102,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
         "dry run (nothing written, nothing deleted; counts say what would have happened)"
             .to_string()
     } else {
-        ending(&counters, stop.is_cancelled(), "drained")
+        ending(&counters, stopped, "drained")
     };
     println!(
         "{state}: received {}, written {}, dead-lettered {}, dropped {}, duplicates skipped {}, handed back {}, \

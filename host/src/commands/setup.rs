@@ -2,14 +2,20 @@
 //! checked against that table, and one sink per worker. One place, so all three refuse the
 //! same things with the same words, before anything is received.
 
+use super::signals;
 use crate::config::{Common, KeySource};
 use crate::keys::{Keys, Pseudonymizer};
+use crate::ops::metrics::Counters;
+use crate::pipeline::PipelineConfig;
+use crate::pipeline::decide::PolicyStep;
 use crate::policy::reload::PolicyLoader;
 use crate::policy::{PolicyHost, PolicyRuntime};
 use crate::sink::postgres::{PostgresSink, WriteMode};
 use crate::sink::schema::TableSchema;
+use crate::source::Source;
 use anyhow::Context;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// The pseudonymizer for a key source; unkeyed mode says how weak it is.
 pub fn pseudonymizer(keys: &KeySource) -> anyhow::Result<Pseudonymizer> {
@@ -83,16 +89,59 @@ pub async fn start(common: &Common) -> anyhow::Result<Started> {
     })
 }
 
-/// One sink per worker, each connected now, so a bad DATABASE_URL holds no message.
-pub async fn sinks(
+/// `load` and `replay`: the pipeline with the one policy version loaded at start (no hot
+/// reload), to the end of the source. Returns its counters and whether a signal stopped it.
+pub async fn drive_to_end<S: Source>(
+    common: &Common,
+    started: Started,
+    source: S,
+    mode: WriteMode,
+    pipeline: &PipelineConfig,
+) -> anyhow::Result<(Arc<Counters>, bool)> {
+    let counters = Arc::new(Counters::default());
+    let decider = PolicyStep {
+        active: Arc::new(crate::policy::ActivePolicy::new(started.policy)),
+        canary: None,
+    };
+    let stopped = drive(
+        common,
+        &started.schema,
+        source,
+        mode,
+        pipeline,
+        decider,
+        counters.clone(),
+    )
+    .await?;
+    Ok((counters, stopped))
+}
+
+/// Runs the pipeline from `source` into the table until the source is drained or a signal,
+/// a broken policy or a permanent error stops it; says whether it was stopped. Every worker's
+/// sink connects before anything is received, so a bad DATABASE_URL holds no message.
+pub async fn drive<S: Source>(
     common: &Common,
     schema: &Arc<TableSchema>,
+    source: S,
     mode: WriteMode,
-    workers: usize,
-) -> anyhow::Result<Vec<PostgresSink>> {
-    let mut sinks = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    pipeline: &PipelineConfig,
+    decider: PolicyStep,
+    counters: Arc<Counters>,
+) -> anyhow::Result<bool> {
+    let mut sinks = Vec::with_capacity(pipeline.workers);
+    for _ in 0..pipeline.workers {
         sinks.push(PostgresSink::connect(&common.database, schema.clone(), mode).await?);
     }
-    Ok(sinks)
+    let stop = CancellationToken::new();
+    signals::stop_on_signal(stop.clone());
+    crate::pipeline::run(
+        pipeline.clone(),
+        source,
+        sinks,
+        Arc::new(decider),
+        counters,
+        stop.clone(),
+    )
+    .await?;
+    Ok(stop.is_cancelled())
 }

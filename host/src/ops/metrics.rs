@@ -167,31 +167,35 @@ impl Counters {
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                Self::get(value)
-            );
+            metric(&mut out, "counter", name, help, Self::get(value));
         }
-        let _ = writeln!(
-            out,
-            "# HELP masq_policy_seconds_total Time spent inside policies.\n# TYPE masq_policy_seconds_total counter\nmasq_policy_seconds_total {}",
-            Self::get(&self.policy_nanos) as f64 / 1e9
+        metric(
+            &mut out,
+            "counter",
+            "masq_policy_seconds_total",
+            "Time spent inside policies.",
+            Self::get(&self.policy_nanos) as f64 / 1e9,
         );
-        let _ = writeln!(
-            out,
-            "# HELP masq_messages_held Messages received and not yet deleted or handed back.\n# TYPE masq_messages_held gauge\nmasq_messages_held {}",
-            Self::get(&self.held)
+        metric(
+            &mut out,
+            "gauge",
+            "masq_messages_held",
+            "Messages received and not yet deleted or handed back.",
+            Self::get(&self.held),
         );
-        let _ = writeln!(
-            out,
-            "# HELP masq_last_progress_timestamp_seconds When a batch last committed or messages were last handed back.\n# TYPE masq_last_progress_timestamp_seconds gauge\nmasq_last_progress_timestamp_seconds {}",
-            Self::get(&self.last_progress_ms) as f64 / 1e3
+        metric(
+            &mut out,
+            "gauge",
+            "masq_last_progress_timestamp_seconds",
+            "When a batch last committed or messages were last handed back.",
+            Self::get(&self.last_progress_ms) as f64 / 1e3,
         );
-        let _ = writeln!(
-            out,
-            "# HELP masq_policy_broken 1 while the policy fails on most records.\n# TYPE masq_policy_broken gauge\nmasq_policy_broken {}",
-            u8::from(self.policy_broken.load(Ordering::Relaxed))
+        metric(
+            &mut out,
+            "gauge",
+            "masq_policy_broken",
+            "1 while the policy fails on most records.",
+            u8::from(self.policy_broken.load(Ordering::Relaxed)),
         );
         let _ = writeln!(
             out,
@@ -232,6 +236,14 @@ impl Counters {
         }
         out
     }
+}
+
+/// One metric in the Prometheus text format: its help, its type, its value.
+fn metric(out: &mut String, kind: &str, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 fn escape(s: &str) -> String {

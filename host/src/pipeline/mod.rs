@@ -118,19 +118,21 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
         heartbeat_stop.clone(),
     ));
 
-    let breaker = Arc::new(breaker::Breaker::default());
+    let shared = Arc::new(worker::Shared {
+        config: config.clone(),
+        breaker: breaker::Breaker::default(),
+        held: held.clone(),
+        counters: counters.clone(),
+        stop: stop.clone(),
+        fatal: fatal.clone(),
+    });
     let mut worker_tasks = JoinSet::new();
     for sink in sinks {
         let worker = worker::Worker {
             sink,
             source: source.clone(),
             decider: decider.clone(),
-            breaker: breaker.clone(),
-            config: config.clone(),
-            held: held.clone(),
-            counters: counters.clone(),
-            stop: stop.clone(),
-            fatal: fatal.clone(),
+            shared: shared.clone(),
         };
         worker_tasks.spawn(worker.run(rx.clone()));
     }

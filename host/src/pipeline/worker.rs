@@ -20,16 +20,22 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub(super) struct Worker<S, K, D> {
-    pub sink: K,
-    pub source: S,
-    pub decider: Arc<D>,
-    pub breaker: Arc<Breaker>,
+/// What the workers of one pipeline share.
+pub(super) struct Shared {
     pub config: PipelineConfig,
+    /// One judgement of the policy for all workers.
+    pub breaker: Breaker,
     pub held: Arc<Held>,
     pub counters: Arc<Counters>,
     pub stop: CancellationToken,
     pub fatal: Fatal,
+}
+
+pub(super) struct Worker<S, K, D> {
+    pub sink: K,
+    pub source: S,
+    pub decider: Arc<D>,
+    pub shared: Arc<Shared>,
 }
 
 /// Why a batch was not written.
@@ -47,9 +53,9 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
         let mut acks = JoinSet::new();
         while let Some(batch) = next_batch(
             &rx,
-            self.config.batch_size,
-            self.config.batch_wait,
-            &self.stop,
+            self.shared.config.batch_size,
+            self.shared.config.batch_wait,
+            &self.shared.stop,
         )
         .await
         {
@@ -62,7 +68,7 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
             let decided = self.decider.decide(self.source.name(), batch).await;
             let (items, health, provenance) = (decided.items, decided.health, decided.provenance);
             Counters::inc(
-                &self.counters.policy_nanos,
+                &self.shared.counters.policy_nanos,
                 health.policy_time.as_nanos() as u64,
             );
             if let breaker::Verdict::Broken {
@@ -70,13 +76,17 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                 evaluated,
                 back_off,
             } = self
+                .shared
                 .breaker
                 .judge(&provenance.digest, health.failed, health.evaluated)
             {
                 // Not bad data: the policy fails on most records. Dead-lettering would drain
                 // the source into the dead-letter table; leave the messages where they are.
-                self.counters.policy_broken.store(true, Ordering::Relaxed);
-                Counters::inc(&self.counters.policy_broken_batches, 1);
+                self.shared
+                    .counters
+                    .policy_broken
+                    .store(true, Ordering::Relaxed);
+                Counters::inc(&self.shared.counters.policy_broken_batches, 1);
                 tracing::error!(
                     policy = %provenance.name,
                     version = %provenance.version,
@@ -88,27 +98,31 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                      dead-lettered; fix or swap the policy (replace the file, or SIGHUP)"
                 );
                 self.hand_back(&items, back_off).await;
-                if self.config.drain {
+                if self.shared.config.drain {
                     // A drain cannot finish with a broken policy: stop and say so (exit code 3).
-                    self.stop.cancel();
+                    self.shared.stop.cancel();
                     break;
                 }
                 tokio::select! {
-                    _ = self.stop.cancelled() => break,
+                    _ = self.shared.stop.cancelled() => break,
                     _ = tokio::time::sleep(back_off) => continue,
                 }
             }
-            self.counters.policy_broken.store(false, Ordering::Relaxed);
-            if self.config.dry_run {
+            self.shared
+                .counters
+                .policy_broken
+                .store(false, Ordering::Relaxed);
+            if self.shared.config.dry_run {
                 self.preview(&items).await;
                 continue;
             }
             match self.write_with_retry(&items, &provenance).await {
                 Ok(report) => {
                     crate::ops::failpoint::crash_after_commit();
-                    add_report(&self.counters, report);
-                    Counters::inc(&self.counters.batches, 1);
-                    self.counters
+                    add_report(&self.shared.counters, report);
+                    Counters::inc(&self.shared.counters.batches, 1);
+                    self.shared
+                        .counters
                         .observe_batch(received.elapsed().as_secs_f64());
                     tracing::debug!(
                         messages = items.len(),
@@ -121,7 +135,7 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                     // Acknowledging after commit, off the worker's path: the next batch need
                     // not wait.
                     let source = self.source.clone();
-                    let held = self.held.clone();
+                    let held = self.shared.held.clone();
                     acks.spawn(async move {
                         let receipts: Vec<&str> =
                             items.iter().map(|i| i.message.receipt.as_str()).collect();
@@ -139,8 +153,8 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                 Err(Unwritten::Permanent(why)) => {
                     tracing::error!("{why}");
                     self.hand_back(&items, Duration::ZERO).await;
-                    self.fatal.set(anyhow::anyhow!("{why}"));
-                    self.stop.cancel();
+                    self.shared.fatal.set(anyhow::anyhow!("{why}"));
+                    self.shared.stop.cancel();
                     break;
                 }
             }
@@ -153,8 +167,8 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
     async fn hand_back(&self, items: &[Item], delay: Duration) {
         let receipts: Vec<&str> = items.iter().map(|i| i.message.receipt.as_str()).collect();
         self.source.release(&receipts, delay).await;
-        Counters::inc(&self.counters.released, receipts.len() as u64);
-        self.held.remove(receipts.into_iter(), true);
+        Counters::inc(&self.shared.counters.released, receipts.len() as u64);
+        self.shared.held.remove(receipts.into_iter(), true);
     }
 
     /// Dry run: prints what the batch would do and keeps its messages until the end.
@@ -168,17 +182,18 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                 }
                 for line in &lines {
                     let counter = if line.get("row").is_some() {
-                        &self.counters.written
+                        &self.shared.counters.written
                     } else if line.get("dead_letter").is_some() {
-                        &self.counters.dead_lettered
+                        &self.shared.counters.dead_lettered
                     } else if line.get("duplicate").is_some() {
-                        &self.counters.duplicates
+                        &self.shared.counters.duplicates
                     } else {
-                        &self.counters.dropped
+                        &self.shared.counters.dropped
                     };
                     Counters::inc(counter, 1);
                 }
-                self.held
+                self.shared
+                    .held
                     .shown(items.iter().map(|i| i.message.receipt.as_str()));
             }
             Err(e) => {
@@ -223,7 +238,7 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                 Err(WriteError::Permanent(why)) => return Err(Unwritten::Permanent(why)),
                 Err(WriteError::Transient(why)) => why,
             };
-            Counters::inc(&self.counters.postgres_errors, 1);
+            Counters::inc(&self.shared.counters.postgres_errors, 1);
             let pause = backoff.next_delay();
             tracing::warn!(
                 attempt,
@@ -231,7 +246,7 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                 retry_in_ms = pause.as_millis() as u64,
                 "batch not written, will retry: {error}"
             );
-            if self.stop.is_cancelled() {
+            if self.shared.stop.is_cancelled() {
                 let since = *stop_seen.get_or_insert_with(Instant::now);
                 if since.elapsed() >= GRACE_AFTER_STOP {
                     return Err(Unwritten::Stopping);

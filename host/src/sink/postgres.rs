@@ -157,20 +157,15 @@ async fn open(database: &Database) -> anyhow::Result<Connection> {
         ),
         _ => e.context("cannot prepare masq's statements"),
     };
-    let claim = database
-        .answer(
-            "preparing the ledger statement",
-            client.prepare(transaction::CLAIM),
-        )
-        .await
-        .map_err(missing_tables)?;
-    let dead_letter = database
-        .answer(
-            "preparing the dead-letter statement",
-            client.prepare(transaction::DEAD_LETTER),
-        )
-        .await
-        .map_err(missing_tables)?;
+    let prepare = async |sql| {
+        let what = "preparing masq's statements";
+        database
+            .answer(what, client.prepare(sql))
+            .await
+            .map_err(missing_tables)
+    };
+    let claim = prepare(transaction::CLAIM).await?;
+    let dead_letter = prepare(transaction::DEAD_LETTER).await?;
     Ok(Connection {
         client,
         statements: Statements { claim, dead_letter },

@@ -88,25 +88,20 @@ pub(super) async fn transact(
         .iter()
         .map(|i| storable(&i.message.id).into_owned())
         .collect();
+    let batch = Batch {
+        target,
+        items,
+        provenance,
+        ids: &ids,
+    };
     let mut retired_letters: Vec<i64> = Vec::new();
     // Whether this transaction settles message i.
     let take: Vec<bool> = match target.mode {
         WriteMode::Fresh => {
-            let claimed = claim(&tx, target, items, prepared, provenance, &ids).await?;
+            let claimed = claim(&tx, &batch, prepared).await?;
             ids.iter().map(|id| claimed.contains(id)).collect()
         }
-        WriteMode::Replay => {
-            take_letters(
-                &tx,
-                target,
-                items,
-                prepared,
-                provenance,
-                &ids,
-                &mut retired_letters,
-            )
-            .await?
-        }
+        WriteMode::Replay => take_letters(&tx, &batch, prepared, &mut retired_letters).await?,
     };
     report.duplicates = take.iter().filter(|t| !**t).count() as u64;
 
@@ -161,31 +156,38 @@ pub(super) async fn transact(
     Ok(report)
 }
 
+/// The messages of one transaction, with their storable ids.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    target: &'a Target<'a>,
+    items: &'a [Item],
+    provenance: &'a Provenance,
+    ids: &'a [String],
+}
+
 /// Fresh messages: claims each id in the ledger with its outcome; returns the ids claimed
 /// (an id already there was settled before: a redelivery).
 async fn claim(
     tx: &Transaction<'_>,
-    target: &Target<'_>,
-    items: &[Item],
+    batch: &Batch<'_>,
     prepared: &[Prepared],
-    provenance: &Provenance,
-    ids: &[String],
 ) -> Result<HashSet<String>, tokio_postgres::Error> {
+    let (target, items, provenance, ids) = (batch.target, batch.items, batch.provenance, batch.ids);
     let outcomes: Vec<&str> = prepared.iter().map(Prepared::outcome).collect();
     let sent: Vec<i64> = items.iter().map(|i| i.message.sent_ms as i64).collect();
+    let (name, version) = (storable(&provenance.name), storable(&provenance.version));
+    let digest = &provenance.digest;
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &target.name,
+        &name,
+        &version,
+        digest,
+        &ids,
+        &outcomes,
+        &sent,
+    ];
     Ok(tx
-        .query(
-            &target.statements.claim,
-            &[
-                &target.name,
-                &storable(&provenance.name),
-                &storable(&provenance.version),
-                &provenance.digest,
-                &ids,
-                &outcomes,
-                &sent,
-            ],
-        )
+        .query(&target.statements.claim, &params)
         .await?
         .into_iter()
         .map(|row| row.get(0))
@@ -203,13 +205,12 @@ fn letter_id(item: &Item) -> i64 {
 /// which messages this transaction settles.
 async fn take_letters(
     tx: &Transaction<'_>,
-    target: &Target<'_>,
-    items: &[Item],
+    batch: &Batch<'_>,
     prepared: &[Prepared],
-    provenance: &Provenance,
-    ids: &[String],
     retired: &mut Vec<i64>,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let (target, items, ids) = (batch.target, batch.items, batch.ids);
+    let provenance = batch.provenance;
     let letters: Vec<i64> = items.iter().map(letter_id).collect();
     let locked: HashSet<i64> = tx
         .query(
@@ -225,6 +226,7 @@ async fn take_letters(
         .filter(|&i| locked.contains(&letters[i]) && !matches!(prepared[i], Prepared::Dead(..)))
         .collect();
     let moving_ids: Vec<&str> = moving.iter().map(|&i| ids[i].as_str()).collect();
+    let (name, version) = (storable(&provenance.name), storable(&provenance.version));
     let outcomes: Vec<&str> = moving.iter().map(|&i| prepared[i].outcome()).collect();
     let moved: HashSet<String> = tx
         .query(
@@ -235,8 +237,8 @@ async fn take_letters(
              RETURNING l.message_id",
             &[
                 &target.name,
-                &storable(&provenance.name),
-                &storable(&provenance.version),
+                &name,
+                &version,
                 &provenance.digest,
                 &moving_ids,
                 &outcomes,

@@ -266,22 +266,12 @@ impl SqsSource {
         for chunk in receipts.chunks(SQS_BATCH) {
             let mut pending: Vec<(usize, &str)> = chunk.iter().copied().enumerate().collect();
             for attempt in 1..=DELETE_ATTEMPTS {
-                let entries = pending
-                    .iter()
-                    .map(|(i, r)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(*r)
-                            .build()
-                            .expect("id and receipt handle are set")
-                    })
-                    .collect();
-                let request = self
+                let entries = pending.iter().map(|(i, r)| delete_entry(*i, r)).collect();
+                let call = self
                     .client
                     .delete_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries))
-                    .send();
+                    .queue_url(&self.queue_url);
+                let request = call.set_entries(Some(entries)).send();
                 match self.call("delete from", Duration::ZERO, request).await {
                     Ok(out) => {
                         let failed_ids: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
@@ -319,26 +309,15 @@ impl SqsSource {
     /// worked on, or 0 to hand them back to the queue at once.
     pub async fn set_visibility(&self, receipts: &[&str], seconds: i32) {
         for chunk in receipts.chunks(SQS_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*r)
-                        .visibility_timeout(seconds)
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            let request = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send();
+            let entries = numbered(chunk, |i, r| visibility_entry(i, r, seconds));
+            let call = self.client.change_message_visibility_batch();
+            let request = call.queue_url(&self.queue_url).set_entries(entries);
             let result = self
-                .call("change message visibility in", Duration::ZERO, request)
+                .call(
+                    "change message visibility in",
+                    Duration::ZERO,
+                    request.send(),
+                )
                 .await;
             match result {
                 Ok(out) if !out.failed().is_empty() => {
@@ -359,23 +338,9 @@ impl SqsSource {
     /// Sends bodies, ten per call. Fails if SQS refuses any entry.
     pub async fn send(&self, bodies: &[String]) -> anyhow::Result<()> {
         for chunk in bodies.chunks(SQS_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .build()
-                        .expect("id and body are set")
-                })
-                .collect();
-            let request = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send();
+            let entries = numbered(chunk, |i, body| send_entry(i, body));
+            let call = self.client.send_message_batch().queue_url(&self.queue_url);
+            let request = call.set_entries(entries).send();
             let out = self.call("send to", Duration::ZERO, request).await?;
             if let Some(f) = out.failed().first() {
                 bail!(
@@ -390,6 +355,40 @@ impl SqsSource {
         }
         Ok(())
     }
+}
+
+/// The entries of one batch call, each made from its position and its item.
+fn numbered<T, E>(items: &[T], entry: impl Fn(usize, &T) -> E) -> Option<Vec<E>> {
+    Some(items.iter().enumerate().map(|(i, x)| entry(i, x)).collect())
+}
+
+// Entries of SQS batch calls. Each carries an id unique within its call (masq uses the
+// position); `build` fails only when a required field is missing, and both are set here.
+
+fn delete_entry(id: usize, receipt: &str) -> DeleteMessageBatchRequestEntry {
+    let entry = DeleteMessageBatchRequestEntry::builder().receipt_handle(receipt);
+    entry
+        .id(id.to_string())
+        .build()
+        .expect("id and receipt set")
+}
+
+fn visibility_entry(
+    id: usize,
+    receipt: &str,
+    seconds: i32,
+) -> ChangeMessageVisibilityBatchRequestEntry {
+    let entry = ChangeMessageVisibilityBatchRequestEntry::builder().receipt_handle(receipt);
+    let entry = entry.visibility_timeout(seconds);
+    entry
+        .id(id.to_string())
+        .build()
+        .expect("id and receipt set")
+}
+
+fn send_entry(id: usize, body: &str) -> SendMessageBatchRequestEntry {
+    let entry = SendMessageBatchRequestEntry::builder().message_body(body);
+    entry.id(id.to_string()).build().expect("id and body set")
 }
 
 impl Source for SqsSource {
