@@ -308,7 +308,7 @@ async fn a_not_null_column_nobody_writes_is_refused_at_start() {
 }
 
 #[tokio::test]
-async fn logs_to_a_pipe_are_plain_and_json_logs_are_json_to_the_last_line() {
+async fn logs_to_a_file_are_plain_and_json_logs_are_json_to_the_last_line() {
     let env = TestEnv::new("logfmt").await;
     env.send(&[
         login("log-1", "10.6.0.1", "400-00-0001", "1.0", None),
@@ -317,8 +317,11 @@ async fn logs_to_a_pipe_are_plain_and_json_logs_are_json_to_the_last_line() {
     .await;
     let plugin = plugin("sha256-masker");
     let key = env.key_file.display().to_string();
-    let out = env
-        .masq(&[
+    // Standard error to a file, as a service manager or `2> masq.log` would have it.
+    let dir = tempdir("logfmt");
+    let log = dir.join("masq.log");
+    let status = env
+        .command(&[
             "run",
             "--drain",
             "--plugin",
@@ -326,13 +329,16 @@ async fn logs_to_a_pipe_are_plain_and_json_logs_are_json_to_the_last_line() {
             "--key-file",
             &key,
         ])
-        .await;
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("masq running"), "{text}");
     assert!(
         !text.contains('\u{1b}'),
-        "escape codes in piped logs: {text:?}"
+        "escape codes in a log file: {text:?}"
     );
 
     // JSON: a normal run, and runs that end in fatal errors, every line parses.
