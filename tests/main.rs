@@ -11,6 +11,7 @@ mod hostile_sender;
 mod hot_swap;
 mod login_data_set;
 mod policy_languages;
+mod receivers;
 mod redelivery;
 mod sandbox;
 mod sealing;

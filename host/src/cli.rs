@@ -227,9 +227,14 @@ pub struct RunArgs {
     /// Longest time, in milliseconds, to wait for a batch to fill before processing it.
     #[arg(long, env = "MASQ_BATCH_WAIT_MS", default_value_t = 20)]
     pub batch_wait_ms: u64,
-    /// Receive calls kept in flight at once.
-    #[arg(long, env = "MASQ_RECEIVERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub receivers: u16,
+    /// Receive calls kept in flight: `auto` (masq adds receives while they come back full and
+    /// the workers keep up, and removes them when they come back empty or the workers fall
+    /// behind), or a fixed number.
+    #[arg(long, env = "MASQ_RECEIVERS", default_value = "auto", value_parser = parse_receivers)]
+    pub receivers: ReceiverCount,
+    /// Most receive calls `--receivers auto` keeps in flight.
+    #[arg(long, env = "MASQ_MAX_RECEIVERS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_receivers: u16,
     /// Batches processed at once, each with its own database connection.
     #[arg(long, env = "MASQ_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
@@ -369,6 +374,25 @@ pub struct RevealArgs {
     /// Sealed tokens (KEYID.BASE64URL). Without any, one per line from standard input; an
     /// empty line gives an empty line.
     pub tokens: Vec<String>,
+}
+
+/// `--receivers`: `auto`, or a number of receive calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverCount {
+    Auto,
+    Fixed(u16),
+}
+
+fn parse_receivers(s: &str) -> Result<ReceiverCount, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(ReceiverCount::Auto);
+    }
+    match s.parse::<u16>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(ReceiverCount::Fixed(n)),
+        _ => Err(format!(
+            "'{s}' is neither `auto` nor a number of receivers from 1 to 256"
+        )),
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

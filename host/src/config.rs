@@ -4,6 +4,7 @@
 
 use crate::cli;
 use crate::pipeline::PipelineConfig;
+use crate::pipeline::adapt::Receivers;
 use crate::policy::PolicyOptions;
 use crate::sink::database::Database;
 use crate::sink::schema::TableName;
@@ -66,6 +67,15 @@ pub fn policy_options(args: &cli::PolicySettingsArgs) -> PolicyOptions {
         memory_limit: (args.policy_memory_mb as usize) << 20,
         config: args.policy_config.clone(),
         ..PolicyOptions::default()
+    }
+}
+
+impl cli::ReceiverCount {
+    fn with_max(self, max: usize) -> Receivers {
+        match self {
+            cli::ReceiverCount::Auto => Receivers::Auto { max },
+            cli::ReceiverCount::Fixed(n) => Receivers::Fixed(n as usize),
+        }
     }
 }
 
@@ -196,7 +206,7 @@ impl RunConfig {
             pipeline: PipelineConfig {
                 batch_size: args.batch_size as usize,
                 batch_wait: Duration::from_millis(args.batch_wait_ms),
-                receivers: args.receivers as usize,
+                receivers: args.receivers.with_max(args.max_receivers as usize),
                 workers: args.workers as usize,
                 wait: Duration::from_secs(args.wait_seconds as u64),
                 drain: args.drain || args.dry_run,
@@ -253,7 +263,7 @@ fn finite_pipeline(batch_size: usize, workers: usize) -> PipelineConfig {
     PipelineConfig {
         batch_size,
         batch_wait: Duration::from_millis(20),
-        receivers: 1,
+        receivers: Receivers::Fixed(1),
         workers,
         wait: Duration::ZERO,
         drain: true,

@@ -8,7 +8,7 @@
 //! because its receivers never agree makes several a second.
 
 use crate::harness::*;
-use crate::proxy::FaultProxy;
+use crate::support::faultproxy::FaultProxy;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,6 @@
 mod support;
 
 mod harness;
-mod proxy;
 
 mod drain_under_errors;
 mod kill9;

@@ -2,7 +2,7 @@
 //! them at a time, and the ledger settles any message two of them end up holding.
 
 use crate::harness::*;
-use crate::proxy::FaultProxy;
+use crate::support::faultproxy::FaultProxy;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

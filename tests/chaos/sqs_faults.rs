@@ -3,7 +3,7 @@
 //! call and after it acted on one. masq must retry without losing or repeating a message.
 
 use crate::harness::*;
-use crate::proxy::FaultProxy;
+use crate::support::faultproxy::FaultProxy;
 use serde_json::json;
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod faultproxy;
 pub mod net;
 
 use aws_sdk_sqs::Client as SqsClient;
@@ -481,6 +482,14 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// As `http_get`, or None while nothing answers on the port (masq still starting).
+pub async fn try_http_get(port: u16, path: &str) -> Option<String> {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    Some(http_get(port, path).await)
 }
 
 /// The body of a plain HTTP GET to 127.0.0.1:port.

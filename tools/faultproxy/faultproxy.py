@@ -43,6 +43,8 @@ class Config:
     delete_partial: float = 0.0
     drop_before: float = 0.0
     drop_after: float = 0.0
+    # Milliseconds every call waits before it is forwarded: an SQS endpoint that far away.
+    delay_ms: float = 0.0
     # Actions the drops apply to; empty means every action.
     drop_actions: list = field(default_factory=list)
 
@@ -53,12 +55,17 @@ class Config:
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"{key} must be between 0 and 1, got {value}")
                 setattr(self, key, value)
+            elif key == "delay_ms":
+                value = float(value)
+                if not 0.0 <= value <= 10_000:
+                    raise ValueError(f"delay_ms must be between 0 and 10000, got {value}")
+                self.delay_ms = value
             elif key == "drop_actions":
                 if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
                     raise ValueError("drop_actions must be a list of action names, e.g. [\"ReceiveMessage\"]")
                 self.drop_actions = value
             elif key != "reset_stats":
-                raise ValueError(f"unknown setting '{key}'; known: {', '.join(RATES)}, drop_actions, reset_stats")
+                raise ValueError(f"unknown setting '{key}'; known: {', '.join(RATES)}, delay_ms, drop_actions, reset_stats")
 
 
 class Stats:
@@ -217,6 +224,8 @@ class Proxy:
     async def sqs(self, start, headers, body):
         action = (header(headers, "x-amz-target") or "").rpartition(".")[2] or "unknown"
         c = self.config
+        if c.delay_ms > 0:
+            await asyncio.sleep(c.delay_ms / 1000)
         droppable = not c.drop_actions or action in c.drop_actions
         if droppable and self.chance(c.drop_before):
             self.stats.injected["drop_before"] += 1

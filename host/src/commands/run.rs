@@ -5,6 +5,7 @@
 use super::{ending, exit_code, setup};
 use crate::config::RunConfig;
 use crate::ops::metrics::Counters;
+use crate::pipeline::adapt::Receivers;
 use crate::pipeline::decide::PolicyStep;
 use crate::policy::reload::{ReloadReport, Reloader};
 use crate::policy::{ActivePolicy, Canary, PolicyHost};
@@ -106,7 +107,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
     };
     println!(
         "{state}: received {}, written {}, dead-lettered {}, dropped {}, duplicates skipped {}, handed back {}, \
-         in {seconds:.2} s ({:.0} messages/s); policy swaps {}, refused {}; queue now has {left} visible, {in_flight} in flight",
+         in {seconds:.2} s ({:.0} messages/s); policy swaps {}, refused {}; queue now has {left} visible, {in_flight} in flight; \
+         receivers at most {} ({})",
         c(&counters.received),
         c(&counters.written),
         c(&counters.dead_lettered),
@@ -116,6 +118,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
         c(&counters.received) as f64 / seconds.max(1e-9),
         c(&counters.policy_swaps),
         c(&counters.policy_refusals),
+        c(&counters.receivers_peak),
+        match config.pipeline.receivers {
+            Receivers::Auto { max } => format!("auto, up to {max}"),
+            Receivers::Fixed(_) => "fixed".to_string(),
+        },
     );
     // A drain that could not finish because the policy is broken must fail the job running it.
     Ok(if config.pipeline.drain {

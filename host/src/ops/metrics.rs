@@ -33,6 +33,9 @@ pub struct Counters {
     latency_count: AtomicU64,
     latency_micros_sum: AtomicU64,
     pub ready: AtomicBool,
+    /// Receivers running now, and the most that ran at once.
+    pub receivers: AtomicU64,
+    pub receivers_peak: AtomicU64,
     /// Messages masq holds right now: received, not yet deleted or handed back.
     pub held: AtomicU64,
     /// When the pipeline last moved (a batch committed, messages handed back), in ms since
@@ -56,6 +59,14 @@ impl Counters {
 
     pub fn inc(c: &AtomicU64, by: u64) {
         c.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn set(c: &AtomicU64, to: u64) {
+        c.store(to, Ordering::Relaxed);
+    }
+
+    pub fn max(c: &AtomicU64, seen: u64) {
+        c.fetch_max(seen, Ordering::Relaxed);
     }
 
     /// The pipeline moved: messages left masq's hands.
@@ -175,6 +186,13 @@ impl Counters {
             "masq_policy_seconds_total",
             "Time spent inside policies.",
             Self::get(&self.policy_nanos) as f64 / 1e9,
+        );
+        metric(
+            &mut out,
+            "gauge",
+            "masq_receivers",
+            "Receive calls kept in flight now (adapted to the load unless --receivers is a number).",
+            Self::get(&self.receivers),
         );
         metric(
             &mut out,

@@ -29,13 +29,28 @@ struct HeldState {
     /// Dry run: messages already shown, kept invisible until the end so none is shown twice,
     /// but no longer counted as work in progress.
     shown: HashMap<String, Instant>,
-    parked: Vec<bool>,
+    /// One entry per receiver slot (running or not).
+    receivers: Vec<Slot>,
     drained: bool,
+}
+
+/// What a receiver slot is doing, for the drain decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// No receiver runs in this slot (retired, or never started).
+    Absent,
+    /// Receiving, or about to.
+    Polling,
+    /// Found the source empty and waits to be woken.
+    Parked,
 }
 
 impl HeldState {
     fn check_drained(&mut self) -> bool {
-        if !self.drained && self.receipts.is_empty() && self.parked.iter().all(|p| *p) {
+        if !self.drained
+            && self.receipts.is_empty()
+            && self.receivers.iter().all(|r| *r != Slot::Polling)
+        {
             self.drained = true;
         }
         self.drained
@@ -43,10 +58,20 @@ impl HeldState {
 }
 
 impl Held {
-    pub(super) fn new(receivers: usize, counters: Arc<Counters>) -> Held {
+    /// `slots` receivers at most, the first `polling` of them running from the start.
+    pub(super) fn new(slots: usize, polling: usize, counters: Arc<Counters>) -> Held {
+        let receivers = (0..slots)
+            .map(|i| {
+                if i < polling {
+                    Slot::Polling
+                } else {
+                    Slot::Absent
+                }
+            })
+            .collect();
         Held {
             inner: Mutex::new(HeldState {
-                parked: vec![false; receivers],
+                receivers,
                 ..HeldState::default()
             }),
             wake: Notify::new(),
@@ -82,7 +107,9 @@ impl Held {
             .store(s.receipts.len() as u64, Ordering::Relaxed);
         self.counters.progress();
         if back_in_queue {
-            s.parked.iter_mut().for_each(|p| *p = false);
+            for r in s.receivers.iter_mut().filter(|r| **r == Slot::Parked) {
+                *r = Slot::Polling;
+            }
         }
         let drained = s.check_drained();
         drop(s);
@@ -122,7 +149,7 @@ impl Held {
     /// A receiver found the queue empty: parks it, and says whether the queue is drained.
     pub(super) fn park(&self, receiver: usize) -> bool {
         let mut s = self.inner.lock().expect("held lock");
-        s.parked[receiver] = true;
+        s.receivers[receiver] = Slot::Parked;
         let drained = s.check_drained();
         drop(s);
         if drained {
@@ -137,8 +164,24 @@ impl Held {
         if s.drained {
             return false;
         }
-        s.parked[receiver] = false;
+        s.receivers[receiver] = Slot::Polling;
         true
+    }
+
+    /// A receiver starts in slot `receiver`; false if the source is drained meanwhile.
+    pub(super) fn start(&self, receiver: usize) -> bool {
+        self.unpark(receiver)
+    }
+
+    /// The receiver of slot `receiver` stopped: it no longer counts for the drain decision.
+    pub(super) fn retire(&self, receiver: usize) {
+        let mut s = self.inner.lock().expect("held lock");
+        s.receivers[receiver] = Slot::Absent;
+        let drained = s.check_drained();
+        drop(s);
+        if drained {
+            self.wake.notify_waiters();
+        }
     }
 }
 
@@ -152,7 +195,7 @@ mod tests {
 
     fn held(receivers: usize) -> (Held, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
-        (Held::new(receivers, counters.clone()), counters)
+        (Held::new(receivers, receivers, counters.clone()), counters)
     }
 
     #[test]
@@ -203,5 +246,28 @@ mod tests {
             "still extended"
         );
         assert!(h.park(0), "a dry run drains once everything is shown");
+    }
+
+    #[test]
+    fn retired_receivers_do_not_hold_up_a_drain_and_new_ones_do() {
+        let counters = Arc::new(Counters::default());
+        let h = Held::new(4, 1, counters);
+        assert!(h.start(1));
+        assert!(!h.park(0), "receiver 1 is polling");
+        h.retire(1);
+        assert!(h.park(0), "the retired receiver does not count");
+        assert!(!h.start(2), "drained: no receiver starts any more");
+    }
+
+    #[test]
+    fn a_hand_back_wakes_parked_receivers_not_absent_slots() {
+        let counters = Arc::new(Counters::default());
+        let h = Held::new(3, 2, counters);
+        h.add(&[message("a")]);
+        assert!(!h.park(0));
+        assert!(!h.park(1));
+        h.remove(["a"].into_iter(), true);
+        assert!(!h.park(0));
+        assert!(h.park(1), "slot 2 never ran and does not block the drain");
     }
 }

@@ -13,12 +13,14 @@
 //! - `held`: what masq holds, and when a drain is over
 //! - `receive`: receivers and the heartbeat; `worker`: the worker; `watchdog`: stall reports
 
+pub mod adapt;
 pub mod backoff;
 pub mod batch;
 pub mod breaker;
 pub mod decide;
 mod held;
 mod receive;
+mod receivers;
 mod watchdog;
 mod worker;
 
@@ -40,8 +42,8 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Longest to wait for a batch to fill.
     pub batch_wait: Duration,
-    /// Receive calls in flight (at most what the source allows).
-    pub receivers: usize,
+    /// Receive calls in flight (at most what the source allows): fixed, or adapted.
+    pub receivers: adapt::Receivers,
     /// Batches processed at once, each by a worker with its own sink.
     pub workers: usize,
     /// Long-poll wait of each receive.
@@ -80,9 +82,9 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let workers = sinks.len();
-    let receivers = config.receivers.min(source.max_receivers()).max(1);
+    let (slots, starting) = receivers::slots(config.receivers, source.max_receivers());
     counters.set_stall_after(config.stall_after);
-    let held = Arc::new(Held::new(receivers, counters.clone()));
+    let held = Arc::new(Held::new(slots, starting, counters.clone()));
     let fatal = Fatal::default();
     let watchdog_stop = CancellationToken::new();
     let watchdog = tokio::spawn(watchdog::watchdog_loop(
@@ -93,23 +95,21 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
 
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
-    let (tx, rx) =
-        mpsc::channel::<Vec<Message>>(workers * config.batch_size.div_ceil(10) + receivers);
+    // Room for what the workers will take next; a receiver that finds it full waits (and says
+    // so to the pool: the workers are the bottleneck). What masq holds stays bounded.
+    let (tx, rx) = mpsc::channel::<Vec<Message>>(workers * config.batch_size.div_ceil(10) + 4);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let mut receive_tasks = JoinSet::new();
-    for receiver in 0..receivers {
-        receive_tasks.spawn(receive::receive_loop(
-            receiver,
-            source.clone(),
-            config.clone(),
-            held.clone(),
-            counters.clone(),
-            tx.clone(),
-            receiving.clone(),
-            fatal.clone(),
-        ));
-    }
-    drop(tx);
+    let pool = receivers::Pool {
+        source: source.clone(),
+        config: config.clone(),
+        held: held.clone(),
+        counters: counters.clone(),
+        tx,
+        receiving: receiving.clone(),
+        fatal: fatal.clone(),
+        stats: Arc::default(),
+    };
+    let receiving_task = tokio::spawn(pool.run());
 
     let heartbeat_stop = CancellationToken::new();
     let heartbeat = tokio::spawn(receive::heartbeat_loop(
@@ -139,7 +139,7 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
 
     // Only workers may hold the receiving end: when they stop, senders must see it closed.
     drop(rx);
-    while receive_tasks.join_next().await.is_some() {}
+    let _ = receiving_task.await;
     while worker_tasks.join_next().await.is_some() {}
     // Messages still held were received but never started (stop came first): hand them back.
     let leftovers: Vec<String> = held.older_than(Duration::ZERO);

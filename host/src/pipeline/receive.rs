@@ -3,6 +3,7 @@
 
 use super::backoff::Backoff;
 use super::held::Held;
+use super::receivers::ReceiveStats;
 use super::{Fatal, PipelineConfig};
 use crate::ops::metrics::Counters;
 use crate::source::{Message, Source};
@@ -11,7 +12,17 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// One receiver: receives until `receiving` is cancelled or, draining, the source is empty.
+/// What ends a receiver.
+pub(super) struct Stops {
+    /// Receiving as a whole stops: a signal, a drained source, a fatal error.
+    pub receiving: CancellationToken,
+    /// This receiver is retired by the pool: it stops before its next receive.
+    pub retire: CancellationToken,
+    pub fatal: Fatal,
+}
+
+/// One receiver, in slot `me`: receives until it is stopped or retired or, draining, the
+/// source is empty; then its slot no longer counts for the drain decision.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn receive_loop<S: Source>(
     me: usize,
@@ -20,9 +31,25 @@ pub(super) async fn receive_loop<S: Source>(
     held: Arc<Held>,
     counters: Arc<Counters>,
     tx: mpsc::Sender<Vec<Message>>,
-    receiving: CancellationToken,
-    fatal: Fatal,
+    stops: Stops,
+    stats: Arc<ReceiveStats>,
 ) {
+    receive_until_stopped(me, &source, &config, &held, &counters, &tx, &stops, &stats).await;
+    held.retire(me);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_until_stopped<S: Source>(
+    me: usize,
+    source: &S,
+    config: &PipelineConfig,
+    held: &Held,
+    counters: &Counters,
+    tx: &mpsc::Sender<Vec<Message>>,
+    stops: &Stops,
+    stats: &ReceiveStats,
+) {
+    let (receiving, fatal) = (&stops.receiving, &stops.fatal);
     // Draining, a receive waits at most a second, so the end of the queue is seen quickly.
     let wait = if config.drain {
         config.wait.min(Duration::from_secs(1))
@@ -31,6 +58,9 @@ pub(super) async fn receive_loop<S: Source>(
     };
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
+        if stops.retire.is_cancelled() {
+            return;
+        }
         let receive = source.receive(wait);
         tokio::pin!(receive);
         let received = tokio::select! {
@@ -50,6 +80,9 @@ pub(super) async fn receive_loop<S: Source>(
                 return;
             }
         };
+        if let Ok(messages) = &received {
+            stats.received(messages.len());
+        }
         match received {
             Ok(messages) if messages.is_empty() => {
                 backoff.reset();
@@ -62,6 +95,7 @@ pub(super) async fn receive_loop<S: Source>(
                     }
                     tokio::select! {
                         _ = receiving.cancelled() => return,
+                        _ = stops.retire.cancelled() => return,
                         _ = woken => {},
                     }
                     if !held.unpark(me) {
@@ -74,10 +108,13 @@ pub(super) async fn receive_loop<S: Source>(
                 backoff.reset();
                 held.add(&messages);
                 Counters::inc(&counters.received, messages.len() as u64);
+                // Time spent here is time the workers were the bottleneck.
+                let waiting = std::time::Instant::now();
                 let permit = tokio::select! {
                     _ = receiving.cancelled() => Err(()),
                     permit = tx.reserve() => permit.map_err(|_| ()),
                 };
+                stats.blocked(waiting.elapsed());
                 match permit {
                     Ok(permit) => permit.send(messages),
                     Err(()) => {

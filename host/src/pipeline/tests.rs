@@ -224,7 +224,7 @@ fn config(dry_run: bool) -> PipelineConfig {
     PipelineConfig {
         batch_size: 25,
         batch_wait: Duration::from_millis(5),
-        receivers: 3,
+        receivers: super::adapt::Receivers::Fixed(3),
         workers: 2,
         wait: Duration::from_secs(1),
         drain: true,

@@ -1,6 +1,6 @@
 //! tools/faultproxy, started for one scenario: SQS through it fails at the rates asked for.
 
-use crate::harness::{repo_root, sqs_endpoint};
+use super::{endpoint, repo_root};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -15,7 +15,7 @@ impl FaultProxy {
     pub async fn start(config: Value) -> FaultProxy {
         let mut child = Command::new("python3")
             .arg(repo_root().join("tools/faultproxy/faultproxy.py"))
-            .args(["--listen", "127.0.0.1:0", "--upstream", &sqs_endpoint()])
+            .args(["--listen", "127.0.0.1:0", "--upstream", &endpoint()])
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -1,0 +1,147 @@
+//! How many receives to keep in flight. A receive returns at most ten messages and takes a
+//! round trip, so one receiver moves at most 10 / RTT messages a second: about 500/s at the
+//! 20 ms a real SQS endpoint answers in, over 10,000/s on loopback. The right number therefore
+//! depends on where masq runs, and on the load; masq finds it by itself, as AWS Lambda's SQS
+//! poller does, from what each period's receives show:
+//!
+//! - receives come back **full** and the workers keep up: more is waiting than the receivers
+//!   bring in, so add receivers (half as many again, fast);
+//! - receives come back **empty** or **thin**: the queue is empty (down to one long poll at
+//!   once) or nearly (a quarter fewer), and long polls on it cost requests for nothing;
+//! - receivers spend most of their time **waiting for the workers** to take what they brought:
+//!   the workers are the bottleneck, more receives would only hold more messages, so remove a
+//!   few (an eighth), but not eagerly: a receiver that waits costs no request.
+//!
+//! Pure logic here; `receivers.rs` runs it.
+
+use std::time::Duration;
+
+/// How receivers are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receivers {
+    /// Exactly this many receives in flight.
+    Fixed(usize),
+    /// Adapt between one and `max`.
+    Auto { max: usize },
+}
+
+/// What the receivers did in one period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Period {
+    /// Receives that completed.
+    pub receives: u64,
+    /// Messages they brought.
+    pub messages: u64,
+    /// Time receivers spent waiting for room in the workers' queue.
+    pub blocked: Duration,
+    /// How long the period was, and how many receivers were running in it.
+    pub length: Duration,
+    pub running: usize,
+}
+
+/// Most messages one receive returns.
+const PER_RECEIVE: f64 = 10.0;
+/// Receives this full (on average) mean more is waiting.
+const FULL: f64 = 0.8;
+/// Receives this thin mean the queue is nearly empty.
+const THIN: f64 = 0.3;
+/// Receivers waiting this share of their time mean the workers are the bottleneck.
+const BLOCKED: f64 = 0.5;
+/// Receivers waiting less than this share of their time mean the workers keep up.
+const FREE: f64 = 0.1;
+
+/// The number of receivers for the next period.
+pub fn next(current: usize, max: usize, period: &Period) -> usize {
+    let current = current.clamp(1, max);
+    if period.receives == 0 {
+        // No receive finished (long polls on an empty queue): nothing new to go by.
+        return current;
+    }
+    let fill = period.messages as f64 / (period.receives as f64 * PER_RECEIVE);
+    let capacity = period.length.as_secs_f64() * period.running.max(1) as f64;
+    let blocked = if capacity > 0.0 {
+        period.blocked.as_secs_f64() / capacity
+    } else {
+        0.0
+    };
+    if period.messages == 0 {
+        // Every receive came back empty: the queue is empty now. One long poll notices the
+        // next message as soon as many would, and the pool grows again within a second.
+        1
+    } else if blocked > BLOCKED {
+        current.saturating_sub((current / 8).max(1)).max(1)
+    } else if fill < THIN {
+        current.saturating_sub((current / 4).max(1)).max(1)
+    } else if fill >= FULL && blocked < FREE {
+        (current + (current / 2).max(1)).min(max)
+    } else {
+        current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn period(receives: u64, messages: u64, blocked_ms: u64, running: usize) -> Period {
+        Period {
+            receives,
+            messages,
+            blocked: Duration::from_millis(blocked_ms),
+            length: Duration::from_millis(100),
+            running,
+        }
+    }
+
+    #[test]
+    fn full_receives_and_free_workers_grow_fast_up_to_the_maximum() {
+        let mut c = 1;
+        let mut seen = vec![c];
+        for _ in 0..12 {
+            c = next(c, 64, &period(50, 500, 0, c));
+            seen.push(c);
+        }
+        assert_eq!(seen, [1, 2, 3, 4, 6, 9, 13, 19, 28, 42, 63, 64, 64]);
+    }
+
+    #[test]
+    fn empty_receives_shrink_to_one_and_thin_ones_by_a_quarter() {
+        assert_eq!(next(64, 64, &period(10, 0, 0, 64)), 1);
+        assert_eq!(next(1, 64, &period(3, 0, 0, 1)), 1);
+        let mut c = 64;
+        let mut seen = vec![c];
+        while c > 1 {
+            c = next(c, 64, &period(10, 20, 0, c));
+            seen.push(c);
+        }
+        assert_eq!(&seen[..6], [64, 48, 36, 27, 21, 16]);
+    }
+
+    #[test]
+    fn waiting_for_the_workers_shrinks_slowly() {
+        // 20 receivers each waiting 60 ms of 100: the workers are the bottleneck.
+        assert_eq!(next(20, 64, &period(40, 400, 1200, 20)), 18);
+        // Some waiting, but not most: hold, do not grow.
+        assert_eq!(next(20, 64, &period(40, 400, 600, 20)), 20);
+    }
+
+    #[test]
+    fn middling_fill_holds_and_silence_holds() {
+        assert_eq!(next(8, 64, &period(40, 200, 0, 8)), 8);
+        assert_eq!(next(8, 64, &period(0, 0, 0, 8)), 8);
+    }
+
+    #[test]
+    fn never_outside_one_to_max() {
+        for c in 0..80 {
+            for p in [
+                period(10, 100, 0, 5),
+                period(10, 0, 0, 5),
+                period(10, 100, 900, 5),
+            ] {
+                let n = next(c, 16, &p);
+                assert!((1..=16).contains(&n), "{c} -> {n}");
+            }
+        }
+    }
+}
