@@ -10,7 +10,8 @@ check (rows + dead letters + ledger) has passed for each run. bench.py calls it;
 too (after `just services plugins build`).
 
 Environment: MASQ_SCALEOUT_MESSAGES (default 20000), MASQ_SCALEOUT_PROCESSES (default "1,2,3"),
-MASQ_BENCH_DATABASE_URL, AWS_ENDPOINT_URL.
+MASQ_BENCH_DATABASE_URL, AWS_ENDPOINT_URL, MASQ_SCALEOUT_CONSUMER_ENDPOINT (the consumers' SQS
+endpoint, e.g. tools/latency-proxy; default AWS_ENDPOINT_URL).
 """
 
 import json
@@ -33,6 +34,11 @@ PROCESSES = [int(p) for p in os.environ.get("MASQ_SCALEOUT_PROCESSES", "1,2,3").
 ENV = {**os.environ, "AWS_ENDPOINT_URL": ENDPOINT, "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "test")}
+
+
+# The consumers may talk to SQS through a proxy (bench.py's "SQS at 20 ms"); seeding, checks
+# and clean-up go straight to the server.
+CONSUMER_ENV = {**ENV, "AWS_ENDPOINT_URL": os.environ.get("MASQ_SCALEOUT_CONSUMER_ENDPOINT", ENDPOINT)}
 
 
 def sqs(action, payload):
@@ -67,7 +73,7 @@ def one_run(processes):
             "--table", table, "--key-file", KEY]
     started = time.monotonic()
     procs = [subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=ENV) for _ in range(processes)]
+                              env=CONSUMER_ENV) for _ in range(processes)]
     outputs = [p.communicate() for p in procs]
     seconds = time.monotonic() - started
     for p, (_, err) in zip(procs, outputs):

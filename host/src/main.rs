@@ -11,6 +11,11 @@ use masq::config::{
 use masq::ops::logging;
 use std::process::ExitCode;
 
+// Many small, short-lived allocations per message (bodies, fields, SDK requests): mimalloc
+// spends less CPU on them than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -5,12 +5,17 @@
 //! poller does, from what each period's receives show:
 //!
 //! - receives come back **full** and the workers keep up: more is waiting than the receivers
-//!   bring in, so add receivers (half as many again, fast);
+//!   bring in, so add receivers (twice as many: fast);
 //! - receives come back **empty** or **thin**: the queue is empty (down to one long poll at
 //!   once) or nearly (a quarter fewer), and long polls on it cost requests for nothing;
 //! - receivers spend most of their time **waiting for the workers** to take what they brought:
 //!   the workers are the bottleneck, more receives would only hold more messages, so remove a
 //!   few (an eighth), but not eagerly: a receiver that waits costs no request.
+//!
+//! And growth must pay: when more receivers bring no more messages a second (SQS itself, the
+//! network or the machine is the limit), `Controller` goes back to the number before and does
+//! not grow again for a while, so masq does not hold dozens of receives (and their messages)
+//! for nothing.
 //!
 //! Pure logic here; `receivers.rs` runs it.
 
@@ -50,7 +55,86 @@ const BLOCKED: f64 = 0.5;
 /// Receivers waiting less than this share of their time mean the workers keep up.
 const FREE: f64 = 0.1;
 
-/// The number of receivers for the next period.
+/// Growth pays when throughput rises by at least this share of the rise in receivers (from 4
+/// to 8 receivers, at least 30% more messages a second). Lenient, because periods are short
+/// and a busy machine makes their rates noisy.
+const PAYS: f64 = 0.3;
+/// Periods a rate is averaged over, before and after a change.
+const JUDGE_OVER: usize = 3;
+/// How long growth stays off after it did not pay.
+const HOLD: Duration = Duration::from_secs(5);
+
+/// `next`, plus the check that growth pays. One per pool.
+#[derive(Debug, Default)]
+pub struct Controller {
+    /// Messages a second in the last periods at the current number of receivers.
+    rates: Vec<f64>,
+    /// Growing from `from` receivers, which moved `rate` messages a second.
+    trial: Option<Trial>,
+    /// No growth until this much more time has passed.
+    hold: Duration,
+}
+
+#[derive(Debug)]
+struct Trial {
+    from: usize,
+    to: usize,
+    rate: f64,
+    /// The period right after a change is partly the old number: it is not counted.
+    settling: bool,
+}
+
+impl Controller {
+    /// The number of receivers for the next period.
+    pub fn next(&mut self, current: usize, max: usize, period: &Period) -> usize {
+        self.hold = self.hold.saturating_sub(period.length);
+        if period.receives == 0 {
+            // Nothing finished (long polls waiting, or a stall): nothing to judge by.
+            return current.clamp(1, max);
+        }
+        let rate = period.messages as f64 / period.length.as_secs_f64().max(1e-3);
+        if let Some(trial) = &mut self.trial {
+            if std::mem::take(&mut trial.settling) {
+                return current;
+            }
+            self.rates.push(rate);
+            if self.rates.len() < JUDGE_OVER {
+                return current;
+            }
+            let trial = self.trial.take().expect("checked above");
+            let rise = (trial.to - trial.from) as f64 / trial.from as f64;
+            if mean(&self.rates) < trial.rate * (1.0 + PAYS * rise) {
+                self.hold = HOLD;
+                self.rates.clear();
+                return trial.from;
+            }
+        } else {
+            self.rates.push(rate);
+        }
+        let proposed = next(current, max, period);
+        if proposed > current {
+            if !self.hold.is_zero() {
+                return current;
+            }
+            self.trial = Some(Trial {
+                from: current,
+                to: proposed,
+                rate: mean(&self.rates[self.rates.len().saturating_sub(JUDGE_OVER)..]),
+                settling: true,
+            });
+        }
+        if proposed != current {
+            self.rates.clear();
+        }
+        proposed
+    }
+}
+
+fn mean(rates: &[f64]) -> f64 {
+    rates.iter().sum::<f64>() / rates.len().max(1) as f64
+}
+
+/// The number of receivers for the next period, by what this period's receives showed.
 pub fn next(current: usize, max: usize, period: &Period) -> usize {
     let current = current.clamp(1, max);
     if period.receives == 0 {
@@ -73,7 +157,7 @@ pub fn next(current: usize, max: usize, period: &Period) -> usize {
     } else if fill < THIN {
         current.saturating_sub((current / 4).max(1)).max(1)
     } else if fill >= FULL && blocked < FREE {
-        (current + (current / 2).max(1)).min(max)
+        (current * 2).min(max)
     } else {
         current
     }
@@ -101,7 +185,7 @@ mod tests {
             c = next(c, 64, &period(50, 500, 0, c));
             seen.push(c);
         }
-        assert_eq!(seen, [1, 2, 3, 4, 6, 9, 13, 19, 28, 42, 63, 64, 64]);
+        assert_eq!(seen, [1, 2, 4, 8, 16, 32, 64, 64, 64, 64, 64, 64, 64]);
     }
 
     #[test]
@@ -143,5 +227,56 @@ mod tests {
                 assert!((1..=16).contains(&n), "{c} -> {n}");
             }
         }
+    }
+
+    #[test]
+    fn growth_that_brings_nothing_is_undone_and_held_off() {
+        let mut c = Controller::default();
+        // 4 receivers bring 400 messages a period, full and free: grow to 8.
+        assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 8);
+        // A period to settle, then three to judge by: 8 bring no more, so back to 4.
+        for _ in 0..3 {
+            assert_eq!(c.next(8, 64, &period(40, 400, 0, 8)), 8);
+        }
+        assert_eq!(c.next(8, 64, &period(40, 400, 0, 8)), 4);
+        // Held off for a while, although receives still come back full.
+        for _ in 0..40 {
+            assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 4);
+        }
+        // Then it tries again.
+        for _ in 0..20 {
+            if c.next(4, 64, &period(40, 400, 0, 4)) > 4 {
+                return;
+            }
+        }
+        panic!("growth never tried again");
+    }
+
+    #[test]
+    fn periods_where_nothing_finished_are_not_held_against_growth() {
+        let mut c = Controller::default();
+        assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 8);
+        for _ in 0..5 {
+            assert_eq!(c.next(8, 64, &period(0, 0, 0, 8)), 8);
+        }
+        assert_eq!(c.next(8, 64, &period(80, 800, 0, 8)), 8, "settling");
+        assert_eq!(c.next(8, 64, &period(80, 800, 0, 8)), 8);
+        assert_eq!(c.next(8, 64, &period(80, 800, 0, 8)), 8);
+        assert_eq!(
+            c.next(8, 64, &period(80, 800, 0, 8)),
+            16,
+            "it paid: growth goes on"
+        );
+    }
+
+    #[test]
+    fn growth_that_pays_goes_on() {
+        let mut c = Controller::default();
+        let mut n = 4;
+        for _ in 0..30 {
+            // Each receiver brings 100 messages a period: throughput follows the count.
+            n = c.next(n, 64, &period(10 * n as u64, 100 * n as u64, 0, n));
+        }
+        assert_eq!(n, 64);
     }
 }

@@ -93,6 +93,7 @@ impl<S: Source> Pool<S> {
         }
         self.report(&running);
         let mut last = Instant::now();
+        let mut controller = adapt::Controller::default();
         loop {
             tokio::select! {
                 _ = self.receiving.cancelled() => break,
@@ -115,7 +116,17 @@ impl<S: Source> Pool<S> {
             let Receivers::Auto { max } = self.config.receivers else {
                 continue;
             };
-            let target = adapt::next(count, max.min(slots), &period);
+            let target = controller.next(count, max.min(slots), &period);
+            if target != count {
+                tracing::debug!(
+                    from = count,
+                    to = target,
+                    receives = period.receives,
+                    messages = period.messages,
+                    blocked_ms = period.blocked.as_millis() as u64,
+                    "receivers"
+                );
+            }
             if target > count {
                 let mut active = count;
                 for (i, slot) in running.iter_mut().enumerate() {

@@ -216,13 +216,28 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
         const GRACE_AFTER_STOP: Duration = Duration::from_secs(15);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut stop_seen: Option<Instant> = None;
-        // Duplicate copies of a message id in one batch would claim the id twice: write the first.
-        let mut seen = HashSet::new();
-        let unique: Vec<Item> = items
+        // Duplicate copies of a message id in one batch would claim the id twice: write the
+        // first. `decide` puts copies after every first, so that is a prefix of the batch.
+        let mut seen = HashSet::with_capacity(items.len());
+        let firsts = items
             .iter()
-            .filter(|i| seen.insert(i.message.id.clone()))
-            .cloned()
-            .collect();
+            .take_while(|i| seen.insert(i.message.id.as_str()))
+            .count();
+        let rest_are_copies = items[firsts..]
+            .iter()
+            .all(|i| seen.contains(i.message.id.as_str()));
+        let unique: std::borrow::Cow<[Item]> = if rest_are_copies {
+            std::borrow::Cow::Borrowed(&items[..firsts])
+        } else {
+            let mut seen = HashSet::new();
+            std::borrow::Cow::Owned(
+                items
+                    .iter()
+                    .filter(|i| seen.insert(i.message.id.as_str()))
+                    .cloned()
+                    .collect(),
+            )
+        };
         for attempt in 1.. {
             let error = match self.sink.write(&unique, provenance).await {
                 Ok(report) => {
