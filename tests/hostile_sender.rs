@@ -108,10 +108,19 @@ async fn nul_characters_cost_their_own_message_only_in_run_and_dry_run() {
             .unwrap_or_else(|| panic!("{label}: no dead letter"));
         assert_eq!(got_stage, stage, "{label}: {reason}");
         assert!(!reason.contains('\0'));
-        assert!(
-            reason.contains("\\u0000"),
-            "{label}: the NUL is shown escaped in {reason:?}"
-        );
+        if *stage == "policy" {
+            // The policy quoted the value; the host cut it out and named the field.
+            assert!(
+                reason.contains("'<field app_version>'") && !reason.contains("2.0"),
+                "{label}: {reason:?}"
+            );
+        } else {
+            // Member names are named, NUL and all, shown escaped.
+            assert!(
+                reason.contains("\\u0000"),
+                "{label}: the NUL is shown escaped in {reason:?}"
+            );
+        }
     }
     assert_eq!(env.ledger_count().await, (good.len() + bad.len()) as i64);
     assert_eq!(env.depth().await, (0, 0));

@@ -3,6 +3,7 @@
 //! use); `masq plugin test` calls `decide` directly.
 
 use super::batch::{Item, Provenance, Stage, Verdict};
+use super::scrub::scrub;
 use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
 use crate::sink::sql::storable;
 use crate::source::decode::decode_body;
@@ -115,30 +116,32 @@ pub async fn decide(
         canary.remember(&records);
     }
     let policy_started = Instant::now();
-    let outcomes = transform(policy, records).await;
+    let (records, outcomes) = transform(policy, records).await;
     let mut health = PolicyHealth {
         evaluated: outcomes.len() as u64,
         policy_time: policy_started.elapsed(),
         ..PolicyHealth::default()
     };
-    for (i, outcome) in record_of.into_iter().zip(outcomes) {
+    for ((i, outcome), record) in record_of.into_iter().zip(outcomes).zip(&records) {
+        // Whatever the policy says goes into a stored reason without the record's values.
+        let clean = |reason: &str| storable(&scrub(reason, &record.fields)).into_owned();
         items[i].verdict = match outcome {
             Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
             Ok(Outcome::Drop) => Verdict::Drop,
             Ok(Outcome::Reject(reason)) => Verdict::Dead {
                 stage: Stage::Policy,
-                reason: storable(&bounded(reason)).into_owned(),
+                reason: clean(&bounded(reason)),
             },
             // The output broke a host limit (a field name too long for a column, too many
             // fields): that is the record's content passed through, so it costs the record,
             // never the policy's standing with the breaker.
             Err(e @ BatchError::Output(_)) => Verdict::Dead {
                 stage: Stage::Policy,
-                reason: storable(&e.to_string()).into_owned(),
+                reason: clean(&e.to_string()),
             },
             Err(e) => {
                 health.failed += 1;
-                let reason = storable(&e.to_string()).into_owned();
+                let reason = clean(&e.to_string());
                 health.last_error = reason.clone();
                 Verdict::Dead {
                     stage: Stage::Policy,
@@ -167,17 +170,21 @@ pub struct PolicyHealth {
 
 /// Runs the policy on a blocking thread; a failing batch is split to find its bad records
 /// (see `PolicyHost::transform_isolated`).
+/// Hands the records back with their outcomes: their values are what reasons are scrubbed of.
 async fn transform(
     policy: &Arc<PolicyHost>,
     records: Vec<Record>,
-) -> Vec<Result<Outcome, BatchError>> {
+) -> (Vec<Record>, Vec<Result<Outcome, BatchError>>) {
     if records.is_empty() {
-        return Vec::new();
+        return (records, Vec::new());
     }
     let policy = policy.clone();
-    tokio::task::spawn_blocking(move || policy.transform_isolated(&records))
-        .await
-        .expect("the policy runs in a sandbox and cannot panic the host")
+    tokio::task::spawn_blocking(move || {
+        let outcomes = policy.transform_isolated(&records);
+        (records, outcomes)
+    })
+    .await
+    .expect("the policy runs in a sandbox and cannot panic the host")
 }
 
 /// Most bytes of a policy's reject reason that are kept: the reason is stored with every dead

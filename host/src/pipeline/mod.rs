@@ -21,6 +21,7 @@ pub mod decide;
 mod held;
 mod receive;
 mod receivers;
+pub mod scrub;
 mod watchdog;
 mod worker;
 

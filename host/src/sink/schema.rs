@@ -307,10 +307,10 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
         Value::Null => Cell::Null,
         Value::Boolean(b) if *ty == Type::BOOL => Cell::Bool(*b),
         Value::Integer(i) if *ty == Type::INT2 => {
-            Cell::I16(i16::try_from(*i).map_err(|_| format!("{i} is out of range for smallint"))?)
+            Cell::I16(i16::try_from(*i).map_err(|_| "out of range for smallint".to_string())?)
         }
         Value::Integer(i) if *ty == Type::INT4 => {
-            Cell::I32(i32::try_from(*i).map_err(|_| format!("{i} is out of range for integer"))?)
+            Cell::I32(i32::try_from(*i).map_err(|_| "out of range for integer".to_string())?)
         }
         Value::Integer(i) if *ty == Type::INT8 => Cell::I64(*i),
         Value::Integer(i) if *ty == Type::FLOAT8 => Cell::F64(*i as f64),
@@ -333,17 +333,16 @@ fn to_cell(value: &Value, column: &Column) -> Result<Cell, String> {
         }
         Value::Text(s) if *ty == Type::DATE => Cell::Date(
             NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| format!("'{}' is not a date (YYYY-MM-DD)", truncate(s)))?,
+                .map_err(|_| "not a date (YYYY-MM-DD)".to_string())?,
         ),
         Value::Text(s) if *ty == Type::TIMESTAMPTZ => Cell::TimestampTz(
             DateTime::parse_from_rfc3339(s)
-                .map_err(|_| format!("'{}' is not an RFC 3339 timestamp", truncate(s)))?
+                .map_err(|_| "not an RFC 3339 timestamp".to_string())?
                 .with_timezone(&Utc),
         ),
         Value::Text(s) if *ty == Type::TIMESTAMP => Cell::Timestamp(
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| {
-                format!("'{}' is not a timestamp (YYYY-MM-DDTHH:MM:SS)", truncate(s))
-            })?,
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+                .map_err(|_| "not a timestamp (YYYY-MM-DDTHH:MM:SS)".to_string())?,
         ),
         Value::Json(j) if [Type::JSON, Type::JSONB].contains(ty) => {
             let json: serde_json::Value =
@@ -375,15 +374,6 @@ fn json_has_nul(v: &serde_json::Value) -> bool {
         serde_json::Value::Array(a) => a.iter().any(json_has_nul),
         serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
         _ => false,
-    }
-}
-
-/// At most 40 characters of a value, for error messages (never the whole of a huge value).
-fn truncate(s: &str) -> String {
-    if s.chars().count() <= 40 {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(40).collect::<String>())
     }
 }
 
@@ -467,7 +457,7 @@ mod tests {
         );
         assert_eq!(
             reason(vec![field("app_version", Value::Integer(1 << 40))]),
-            "field 'app_version': 1099511627776 is out of range for integer"
+            "field 'app_version': out of range for integer"
         );
         assert_eq!(
             reason(vec![field("user_id", Value::Integer(5))]),
@@ -479,7 +469,7 @@ mod tests {
         );
         assert!(
             reason(vec![field("create_date", Value::Text("yesterday".into()))])
-                .contains("is not a date")
+                .contains("not a date")
         );
         assert!(reason(vec![field("locale", Value::Text("a\0b".into()))]).contains("NUL"));
         assert_eq!(

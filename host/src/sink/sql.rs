@@ -71,15 +71,31 @@ fn classify_code(code: &str) -> ErrorClass {
     ErrorClass::Transient
 }
 
-/// The server's own words for an error: its message (and detail), or the client's error.
+/// The server's words for an error, without any value from a row: PostgreSQL puts offending
+/// values after a colon (`invalid input syntax for type integer: "..."`) and in the DETAIL
+/// (`Failing row contains (...)`, `Key (id)=(...) already exists`), so both are cut, and the
+/// column and constraint it names are added. These words go into dead-letter reasons and logs.
 pub fn server_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_string(),
-        },
-        None => e.to_string(),
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut text = db
+        .message()
+        .split(": ")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if let Some(column) = db.column()
+        && !text.contains(column)
+    {
+        text.push_str(&format!(" (column {column})"));
     }
+    if let Some(constraint) = db.constraint()
+        && !text.contains(constraint)
+    {
+        text.push_str(&format!(" (constraint {constraint})"));
+    }
+    text
 }
 
 /// What an operator should do about a permanent error, by SQLSTATE class.

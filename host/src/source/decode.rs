@@ -72,7 +72,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
                         Value::Integer(i)
                     } else if n.is_u64() {
                         return Err(de::Error::custom(format!(
-                            "member {}: integer {n} does not fit in 64 signed bits",
+                            "member {}: an integer that does not fit in 64 signed bits",
                             quoted(&name)
                         )));
                     } else {
