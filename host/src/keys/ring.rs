@@ -19,6 +19,14 @@ const SEAL_KDF_INFO: &[u8] = b"masq seal v1";
 /// Bytes AES-SIV adds to a value: the synthetic IV, which is also the authentication tag.
 pub const SEAL_OVERHEAD: usize = 16;
 
+/// HKDF `info` for the key that seals dead-letter bodies: a key of its own, so a sealed body
+/// and a sealed token can never be swapped for one another.
+const LETTER_KDF_INFO: &[u8] = b"masq dead letter v1";
+
+/// Random bytes in front of every sealed dead letter: AES-SIV alone is deterministic, and two
+/// dead letters with the same body must not show it.
+const LETTER_NONCE: usize = 16;
+
 /// One key of a key file, ready for both uses.
 #[derive(Clone)]
 struct Key {
@@ -26,6 +34,8 @@ struct Key {
     mac: Hmac<Sha256>,
     /// The AES-SIV key derived from the master key: sealing.
     seal: Zeroizing<[u8; 64]>,
+    /// The master key itself, for the dead-letter key derived from it.
+    master: Zeroizing<Vec<u8>>,
 }
 
 impl Key {
@@ -37,17 +47,29 @@ impl Key {
         Key {
             mac: Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes keys of any length"),
             seal,
+            master: Zeroizing::new(master.to_vec()),
         }
     }
 
     fn siv(&self) -> aes_siv::siv::Aes256Siv {
-        use aes_siv::KeyInit as _;
-        // Built per call: Siv needs `&mut self`, and its key schedule costs far less than the
-        // round trip into the policy that asked for the token.
-        aes_siv::siv::Aes256Siv::new(aes_siv::Key::<aes_siv::siv::Aes256Siv>::from_slice(
-            &*self.seal,
-        ))
+        siv_from(&self.seal)
     }
+
+    /// The AES-SIV cipher for dead-letter bodies, derived when needed: dead letters are few.
+    fn letter_siv(&self) -> aes_siv::siv::Aes256Siv {
+        let mut key = Zeroizing::new([0u8; 64]);
+        hkdf::Hkdf::<Sha256>::new(None, &*self.master)
+            .expand(LETTER_KDF_INFO, &mut *key)
+            .expect("64 bytes is within HKDF-SHA256's 8160-byte limit");
+        siv_from(&key)
+    }
+}
+
+fn siv_from(key: &[u8; 64]) -> aes_siv::siv::Aes256Siv {
+    use aes_siv::KeyInit as _;
+    // Built per call: Siv needs `&mut self`, and its key schedule costs far less than the
+    // round trip into the policy that asked for the token.
+    aes_siv::siv::Aes256Siv::new(aes_siv::Key::<aes_siv::siv::Aes256Siv>::from_slice(key))
 }
 
 /// No associated data: a token depends on the key and the value only.
@@ -224,6 +246,50 @@ impl KeyRing {
             .map_err(|_| RevealError::NotAuthentic(id.to_string()))?;
         // Authentic tokens hold what a policy sealed, which WIT guarantees is UTF-8.
         String::from_utf8(plain).map_err(|_| RevealError::NotAuthentic(id.to_string()))
+    }
+}
+
+/// A dead letter's body sealed under one key of the ring: what `masq.dead_letters` stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedLetter {
+    pub key_id: String,
+    /// A random nonce, then the AES-SIV output (tag and ciphertext).
+    pub bytes: Vec<u8>,
+}
+
+impl KeyRing {
+    /// Seals a dead letter's body under the active key, bound to its message id: a sealed
+    /// body moved to another message's row does not open.
+    pub fn seal_letter(&self, body: &[u8], message_id: &str) -> SealedLetter {
+        let mut nonce = [0u8; LETTER_NONCE];
+        getrandom::fill(&mut nonce).expect("the operating system's random source");
+        let sealed = self
+            .active()
+            .letter_siv()
+            .encrypt([message_id.as_bytes(), &nonce], body)
+            .expect("AES-SIV encrypts any body");
+        let mut bytes = Vec::with_capacity(LETTER_NONCE + sealed.len());
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        SealedLetter {
+            key_id: self.active.clone(),
+            bytes,
+        }
+    }
+
+    /// The body of a sealed dead letter, under the key of the ring its id names.
+    pub fn open_letter(&self, letter: &SealedLetter, message_id: &str) -> Result<Vec<u8>, RevealError> {
+        let key = self
+            .keys
+            .get(&letter.key_id)
+            .ok_or_else(|| RevealError::UnknownKey(letter.key_id.clone()))?;
+        if letter.bytes.len() < LETTER_NONCE + SEAL_OVERHEAD {
+            return Err(RevealError::Malformed("too short to hold a sealed dead letter"));
+        }
+        let (nonce, sealed) = letter.bytes.split_at(LETTER_NONCE);
+        key.letter_siv()
+            .decrypt([message_id.as_bytes(), nonce], sealed)
+            .map_err(|_| RevealError::NotAuthentic(letter.key_id.clone()))
     }
 }
 
