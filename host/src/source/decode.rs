@@ -21,6 +21,32 @@ pub fn decode_body(body: &str) -> Result<Vec<Field>, String> {
     Ok(fields)
 }
 
+/// What can be kept of a body without its values, for a dead letter when there is no key to
+/// seal it with: its length, its SHA-256, and for a JSON object its member names with the
+/// type of each value. Enough to recognise a message and see what was wrong with its shape.
+pub fn body_shape(body: &str) -> serde_json::Value {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Boolean(_) => "boolean",
+        Value::Integer(_) | Value::Float(_) => "number",
+        Value::Text(_) => "string",
+        Value::Json(j) if j.starts_with('[') => "array",
+        Value::Json(_) => "object",
+    };
+    let members = match decode_body(body) {
+        Ok(fields) => serde_json::Value::Array(
+            fields
+                .iter()
+                .map(|f| serde_json::json!([f.name, kind(&f.value)]))
+                .collect(),
+        ),
+        Err(_) => serde_json::Value::String("not a JSON object masq can read".into()),
+    };
+    serde_json::json!({ "length": body.len(), "sha256": digest, "members": members })
+}
+
 fn describe_error(e: &serde_json::Error) -> String {
     if e.is_data() {
         // Our own messages (not an object, duplicate member) carry their position already.
@@ -202,5 +228,18 @@ mod tests {
     fn never_panics_on_deep_nesting() {
         let body = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(decode_body(&body).unwrap_err().contains("invalid JSON"));
+    }
+
+    #[test]
+    fn a_body_shape_keeps_names_and_types_never_values() {
+        let body = r#"{"ip": "199.172.111.135", "n": 3, "ok": null, "geo": {"c": "Oslo"}}"#;
+        let shape = body_shape(body).to_string();
+        assert!(!shape.contains("199.172") && !shape.contains("Oslo"), "{shape}");
+        assert!(
+            shape.contains(r#"["ip","string"],["n","number"],["ok","null"],["geo","object"]"#),
+            "{shape}"
+        );
+        assert!(shape.contains(&format!("\"length\":{}", body.len())));
+        assert!(body_shape("oops").to_string().contains("not a JSON object"));
     }
 }
