@@ -89,6 +89,13 @@ Examples:
         after_help = "Example:\n  masq status --database-url postgres://localhost/app --table user_logins"
     )]
     Status(StatusArgs),
+    /// Dead letters: `list` (ids, stages, reasons; no body), `show` (bodies, for key holders),
+    /// `seal` (encrypt bodies an earlier masq stored in clear).
+    #[command(name = "dead-letters")]
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// Prints a new key file (one fresh 256-bit key) to stdout, or with --add-to rotates an
     /// existing one: adds a fresh key, makes it active, keeps the old keys.
     #[command(after_help = "\
@@ -118,6 +125,42 @@ pub struct DbInitArgs {
     /// Table to create with the login-events columns, unless it exists.
     #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
     pub table: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Counts by stage and the newest dead letters: id, time, message id, how the body is
+    /// stored, stage and reason. Needs no key: no body is shown.
+    List(DeadLettersArgs),
+    /// The original bodies of the given dead letters, one JSON line each, opened with the key
+    /// file they were sealed under. Prints nothing unless every one opens.
+    #[command(after_help = "Example:\n  masq dead-letters show 17 18 --key-file masq.key")]
+    Show {
+        #[command(flatten)]
+        target: DeadLettersArgs,
+        /// Dead-letter ids, as `list` shows them.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// The key file masq ran with (a rotated file keeps its older keys).
+        #[arg(long, env = "MASQ_KEY_FILE")]
+        key_file: PathBuf,
+    },
+    /// Encrypts, in place, the bodies an earlier masq stored in clear, under the key file's
+    /// active key. Safe to run again.
+    Seal {
+        #[command(flatten)]
+        target: DeadLettersArgs,
+        #[arg(long, env = "MASQ_KEY_FILE")]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLettersArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 //! settings, runs one command and turns its error into a message and an exit code.
 
 use clap::Parser;
-use masq::cli::{Cli, Command, DbCommand, PluginCommand};
+use masq::cli::{Cli, Command, DbCommand, DeadLettersCommand, PluginCommand};
 use masq::commands;
 use masq::config::{
     self, DbConfig, LoadConfig, PluginTestConfig, ReplayConfig, RunConfig, SeedConfig,
@@ -75,6 +75,27 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => printed(
             commands::db::status(&DbConfig::from_args(&args.database, &args.table.table)?).await?,
         ),
+        Command::DeadLetters { command } => printed(match command {
+            DeadLettersCommand::List(t) => {
+                commands::dead_letters::list(&DbConfig::from_args(&t.database, &t.table.table)?)
+                    .await?
+            }
+            DeadLettersCommand::Show {
+                target: t,
+                ids,
+                key_file,
+            } => {
+                let config = DbConfig::from_args(&t.database, &t.table.table)?;
+                commands::dead_letters::show(&config, &ids, &key_file).await?
+            }
+            DeadLettersCommand::Seal {
+                target: t,
+                key_file,
+            } => {
+                let config = DbConfig::from_args(&t.database, &t.table.table)?;
+                commands::dead_letters::seal(&config, &key_file).await?
+            }
+        }),
         Command::Seed(args) => printed(commands::seed::run(&SeedConfig::from_args(&args)).await?),
         Command::Plugin {
             command: PluginCommand::Check(args),

@@ -2,11 +2,12 @@
 //! together, and prints what the user asked for; none of them holds pipeline logic.
 //!
 //! - `run` (SQS), `load` (a file), `replay` (the dead letters): the one pipeline, three sources
-//! - `db`: `db init` and `status`; `seed`: filling a queue; `keys`: `keygen` and `reveal`
+//! - `db`: `db init` and `status`; `dead_letters`: listing, showing and sealing them; `seed`: filling a queue; `keys`: `keygen` and `reveal`
 //! - `plugin`: `plugin check` and `plugin test`, for policy authors
 //! - `setup`: the start-up `run`, `load` and `replay` share; `signals`: stopping on a signal
 
 pub mod db;
+pub mod dead_letters;
 pub mod keys;
 pub mod load;
 pub mod plugin;

@@ -341,18 +341,33 @@ mod tests {
         let body = br#"{"ip": "199.172.111.135"}"#;
         let sealed = keys.seal_letter(body, "m-1");
         assert_eq!(sealed.key_id, "k2");
-        assert!(!sealed.bytes.windows(7).any(|w| w == b"199.172"), "sealed, not in clear");
+        assert!(
+            !sealed.bytes.windows(7).any(|w| w == b"199.172"),
+            "sealed, not in clear"
+        );
         assert_eq!(keys.open_letter(&sealed, "m-1").unwrap(), body);
         // The same body sealed twice looks different: equal bodies do not show.
         assert_ne!(keys.seal_letter(body, "m-1").bytes, sealed.bytes);
         // Bound to its message, its key, and every byte.
-        assert!(matches!(keys.open_letter(&sealed, "m-2"), Err(RevealError::NotAuthentic(_))));
+        assert!(matches!(
+            keys.open_letter(&sealed, "m-2"),
+            Err(RevealError::NotAuthentic(_))
+        ));
         let other = ring(&[("k2", [9; 32])], "k2");
-        assert!(matches!(other.open_letter(&sealed, "m-1"), Err(RevealError::NotAuthentic(_))));
+        assert!(matches!(
+            other.open_letter(&sealed, "m-1"),
+            Err(RevealError::NotAuthentic(_))
+        ));
         let mut changed = sealed.clone();
         changed.bytes[20] ^= 1;
         assert!(keys.open_letter(&changed, "m-1").is_err());
-        let unknown = SealedLetter { key_id: "k9".into(), ..sealed };
-        assert!(matches!(keys.open_letter(&unknown, "m-1"), Err(RevealError::UnknownKey(_))));
+        let unknown = SealedLetter {
+            key_id: "k9".into(),
+            ..sealed
+        };
+        assert!(matches!(
+            keys.open_letter(&unknown, "m-1"),
+            Err(RevealError::UnknownKey(_))
+        ));
     }
 }

@@ -278,13 +278,19 @@ impl KeyRing {
     }
 
     /// The body of a sealed dead letter, under the key of the ring its id names.
-    pub fn open_letter(&self, letter: &SealedLetter, message_id: &str) -> Result<Vec<u8>, RevealError> {
+    pub fn open_letter(
+        &self,
+        letter: &SealedLetter,
+        message_id: &str,
+    ) -> Result<Vec<u8>, RevealError> {
         let key = self
             .keys
             .get(&letter.key_id)
             .ok_or_else(|| RevealError::UnknownKey(letter.key_id.clone()))?;
         if letter.bytes.len() < LETTER_NONCE + SEAL_OVERHEAD {
-            return Err(RevealError::Malformed("too short to hold a sealed dead letter"));
+            return Err(RevealError::Malformed(
+                "too short to hold a sealed dead letter",
+            ));
         }
         let (nonce, sealed) = letter.bytes.split_at(LETTER_NONCE);
         key.letter_siv()
