@@ -15,7 +15,7 @@ masq := "target/release/masq"
 default:
     @just --list
 
-# Start PostgreSQL and the local SQS server, installing them when missing.
+# Start PostgreSQL, PgBouncer (transaction pooling) and the local SQS server, installing them when missing.
 services:
     scripts/services.sh
 
@@ -39,7 +39,7 @@ demo: services plugins build
     # A re-run shows the same result: start from an empty queue and table.
     curl -s -o /dev/null -X POST -H 'X-Amz-Target: AmazonSQS.PurgeQueue' \
       -H 'Content-Type: application/x-amz-json-1.0' -d "{\"QueueUrl\":\"$queue\"}" "$AWS_ENDPOINT_URL/"
-    psql -q {{demo_db}} -c "TRUNCATE user_logins; DELETE FROM masq.ledger WHERE target_table = 'user_logins'; DELETE FROM masq.dead_letters WHERE target_table = 'user_logins'"
+    psql -q {{demo_db}} -c "TRUNCATE user_logins; DELETE FROM masq.ledger WHERE target = (SELECT id FROM masq.targets WHERE name = 'user_logins'); DELETE FROM masq.dead_letters WHERE target_table = 'user_logins'"
     {{masq}} seed --queue-url "$queue" --file tests/fixtures/fetch-login-queue/messages.jsonl
     {{masq}} run --plugin target/plugins/sha256-masker.wasm --queue-url "$queue" \
       --database-url {{demo_db}} --key-file target/demo.key --drain

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from bench_sqs_latency import bench_sqs_latency
+import masq_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 MASQ = ROOT / "target/release/masq"
@@ -35,6 +36,8 @@ MESSAGES = int(os.environ.get("MASQ_BENCH_MESSAGES", "100000"))
 # The Python baseline commits per row: a smaller sample gives its rate without a long wait.
 BASELINE_MESSAGES = int(os.environ.get("MASQ_BENCH_BASELINE_MESSAGES", "5000"))
 SWAP_MESSAGES = int(os.environ.get("MASQ_BENCH_SWAP_MESSAGES", "60000"))
+# Messages a day in the simulated weeks of the ledger's footprint.
+LEDGER_DAY_MESSAGES = int(os.environ.get("MASQ_BENCH_LEDGER_DAY_MESSAGES", "20000"))
 POISON_MESSAGES = int(os.environ.get("MASQ_BENCH_POISON_MESSAGES", "50000"))
 KEY = ROOT / "target/bench.key"
 ENV = {**os.environ, "AWS_ENDPOINT_URL": ENDPOINT, "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
@@ -108,6 +111,59 @@ def peak_rss_of(proc):
     return t, peak
 
 
+def run_measured(args, application_name):
+    """Runs `args` to its end; returns (stdout, its CPU seconds, CPU seconds of PostgreSQL's
+    backends named `application_name` meanwhile). Backends are polled from /proc every 20 ms,
+    so a backend's last 20 ms may be missed."""
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    output = {}
+    readers = [threading.Thread(target=lambda name=name, pipe=pipe: output.__setitem__(name, pipe.read()))
+               for name, pipe in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in readers:
+        r.start()
+    tick = os.sysconf("SC_CLK_TCK")
+    seen = {}
+    # One psql for every poll, on a connection of its own: a psql per poll would cost more CPU
+    # than the polling measures.
+    poller = subprocess.Popen(["psql", "-qtAX", DATABASE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=ENV)
+
+    def backends():
+        poller.stdin.write(f"SELECT pid FROM pg_stat_activity WHERE application_name = '{application_name}';\n"
+                           "SELECT 'end of answer';\n")
+        poller.stdin.flush()
+        pids = []
+        for line in iter(poller.stdout.readline, ""):
+            if line.strip() == "end of answer":
+                break
+            pids.append(line.strip())
+        return pids
+
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        for backend in backends():
+            try:
+                fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+                seen[backend] = (int(fields[11]) + int(fields[12])) / tick
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+        time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    poller.stdin.close()
+    poller.wait()
+    for r in readers:
+        r.join()
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(map(str, args))} failed:\n{output['err'][-3000:]}")
+    return output["out"], usage.ru_utime + usage.ru_stime, sum(seen.values())
+
+
+def named(url, application_name):
+    return f"{url}{'&' if '?' in url else '?'}application_name={application_name}"
+
+
 def percentile(values, p):
     if not values:
         return float("nan")
@@ -174,6 +230,7 @@ def bench_end_to_end():
     def drain(extra=()):
         queue = new_queue("bench-masq")
         table = new_table("e2e")
+        r_table.append(table)
         seed(queue, MESSAGES)
         r = masq_drain(queue, table, extra=extra)
         assert r["received"] == MESSAGES and r["written"] + r["dead"] == MESSAGES, r
@@ -181,6 +238,7 @@ def bench_end_to_end():
         assert rows == r["written"], (rows, r)
         return r
 
+    r_table = []
     masq = drain()
     fixed4 = drain(("--receivers", "4"))
     idle_cpu = startup_cpu()
@@ -194,7 +252,8 @@ def bench_end_to_end():
     seed(queue, BASELINE_MESSAGES)
     baseline = json.loads(run([python, ROOT / "scripts/baseline_consumer.py", "--queue-url", queue,
                                "--database-url", DATABASE, "--table", table]).strip().splitlines()[-1])
-    return {"ceilings": ceilings, "masq": masq, "fixed4": fixed4, "baseline": baseline, "startup_cpu": idle_cpu}
+    return {"ceilings": ceilings, "masq": masq, "fixed4": fixed4, "baseline": baseline, "startup_cpu": idle_cpu,
+            "table": r_table[0]}
 
 
 # --- 2. host path without SQS ----------------------------------------------------------------
@@ -212,8 +271,10 @@ def bench_host_path():
             }) + "\n")
     table = new_table("load")
     started = time.monotonic()
-    out = run([MASQ, "load", "--plugin", PLUGINS / "sha256-masker.wasm", "--input", lines, "--database-url", DATABASE,
-               "--table", table, "--key-file", key(), "--source-id", table])
+    out, masq_seconds, pg_seconds = run_measured(
+        [MASQ, "load", "--plugin", PLUGINS / "sha256-masker.wasm", "--input", lines, "--database-url",
+         named(DATABASE, "masq_bench_load"), "--table", table, "--key-file", key(), "--source-id", table],
+        "masq_bench_load")
     load_seconds = time.monotonic() - started
     assert f"written {MESSAGES}," in out, out
     # A plain COPY of the very rows masq wrote: the database's own ceiling for this table.
@@ -221,10 +282,56 @@ def bench_host_path():
     run(["psql", DATABASE, "-qc", f"\\copy (SELECT * FROM {table}) TO '{csv}' CSV"])
     plain = new_table("plaincopy")
     started = time.monotonic()
-    run(["psql", DATABASE, "-qc", f"\\copy {plain} FROM '{csv}' CSV"])
+    _, _, copy_pg_seconds = run_measured(
+        ["psql", named(DATABASE, "masq_bench_copy"), "-qc", f"\\copy {plain} FROM '{csv}' CSV"], "masq_bench_copy")
     copy_seconds = time.monotonic() - started
     shutil.rmtree(work, ignore_errors=True)
-    return {"masq_rows_per_s": MESSAGES / load_seconds, "copy_rows_per_s": MESSAGES / copy_seconds}
+    per_row = lambda seconds: seconds / MESSAGES * 1e6  # noqa: E731
+    cpu = {"masq_us": per_row(masq_seconds),
+           "pg_us": per_row(pg_seconds), "copy_pg_us": per_row(copy_pg_seconds)}
+    return {"masq_rows_per_s": MESSAGES / load_seconds, "copy_rows_per_s": MESSAGES / copy_seconds, **cpu}
+
+
+# --- 2b. the ledger's footprint ------------------------------------------------------------------
+
+def ledger_footprint(table):
+    """Bytes per message of a table's ledger (its partitions: heap, index, maps)."""
+    total, heap, index, partitions = map(int, psql(masq_sql.ledger_size(table)).split("|"))
+    entries = int(psql(masq_sql.ledger_count(table)))
+    return {"entries": entries, "bytes": total, "per_message": total / entries, "heap": heap / entries,
+            "index": index / entries, "partitions": partitions}
+
+
+def bench_ledger_flat():
+    """The ledger over 3 retention periods of simulated time: a retention of 2 days, then
+    LEDGER_DAY_MESSAGES messages for each of 6 consecutive days. Time is simulated with masq's
+    own rule, not by waiting: a consumer at the end of day d prunes what is older than d - R,
+    which is what a consumer pruning now does with a retention of R + (now - end of day d); each
+    day's partition is dated as made that day, as a consumer running in real time would make it."""
+    retention = 2 * 86400
+    days = 6
+    work = Path(tempfile.mkdtemp(prefix="masq-ledger-"))
+    lines = work / "day.jsonl"
+    with lines.open("w") as f:
+        for i in range(LEDGER_DAY_MESSAGES):
+            f.write(json.dumps({"user_id": f"u{i}", "app_version": "1.0.0", "device_type": "ios",
+                                "ip": f"10.0.{i // 256 % 256}.{i % 256}", "locale": None, "device_id": f"{i:09}"}) + "\n")
+    table = new_table("ledgerflat")
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    sizes = []
+    for k in range(days):
+        day = today - datetime.timedelta(days=days - 1 - k)
+        end_of_day = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), datetime.timezone.utc)
+        behind = (datetime.datetime.now(datetime.timezone.utc) - end_of_day).total_seconds()
+        out = run([MASQ, "load", "--plugin", PLUGINS / "sha256-masker.wasm", "--input", lines, "--database-url", DATABASE,
+                   "--table", table, "--key-file", key(), "--source-id", f"day{k}", "--sent-at", day.isoformat(),
+                   "--ledger-retention", str(int(retention + behind))])
+        assert f"written {LEDGER_DAY_MESSAGES}," in out, out
+        psql(f"UPDATE masq.ledger_partitions SET created_at = '{day.isoformat()}'::date "
+             f"WHERE target = (SELECT id FROM masq.targets WHERE name = '{table}') AND day = '{day.isoformat()}'")
+        sizes.append(ledger_footprint(table))
+    shutil.rmtree(work, ignore_errors=True)
+    return {"retention_days": retention // 86400, "per_day": LEDGER_DAY_MESSAGES, "sizes": sizes}
 
 
 # --- 3. policy cost ----------------------------------------------------------------------------
@@ -378,7 +485,10 @@ def main():
     sections = []
     try:
         e2e = bench_end_to_end()
+        ledger = ledger_footprint(e2e["table"])
         print("  end to end done", flush=True)
+        flat = bench_ledger_flat()
+        print("  ledger footprint done", flush=True)
         host = bench_host_path()
         print("  host path done", flush=True)
         cost = bench_policy_cost()
@@ -393,13 +503,10 @@ def main():
         print("  SQS at 20 ms done", flush=True)
     finally:
         for t in TABLES:
-            subprocess.run(["psql", "-q", DATABASE, "-c",
-                            f"DROP TABLE IF EXISTS {t}; DELETE FROM masq.ledger WHERE target_table = '{t}'; "
-                            f"DELETE FROM masq.dead_letters WHERE target_table = '{t}'; "
-                            f"DELETE FROM masq.policy_events WHERE target_table = '{t}'"],
-                           capture_output=True, env=ENV)
+            subprocess.run(["psql", "-q", DATABASE, "-c", masq_sql.forget(t)], capture_output=True, env=ENV)
 
     best_loops, best = max(e2e["ceilings"].items(), key=lambda kv: kv[1])
+    policy_batch_1000 = next(c["ns_per_record"] for c in cost if c["policy"] == "sha256-masker" and c["batch"] == 1000)
     m = e2e["masq"]
     f4 = e2e["fixed4"]
     b = e2e["baseline"]
@@ -420,7 +527,21 @@ def main():
         ("Host path", "masq load: JSONL -> policy -> COPY + ledger", f"{host['masq_rows_per_s']:,.0f} rows/s",
          f"{host['masq_rows_per_s'] / host['copy_rows_per_s']:.0%} of plain COPY (target 50%, and 100,000 rows/s)"),
         ("", "plain COPY of the same rows (psql \\copy, CSV)", f"{host['copy_rows_per_s']:,.0f} rows/s", ""),
+        ("", "CPU per row: masq load + its PostgreSQL; plain COPY's PostgreSQL",
+         f"{host['masq_us']:.1f} + {host['pg_us']:.1f} us; {host['copy_pg_us']:.1f} us",
+         f"what remains: masq's CPU (the policy alone {policy_batch_1000 / 1000:.1f} us of it, see Policy cost) "
+         f"and the ledger in PostgreSQL ({host['pg_us'] - host['copy_pg_us']:.1f} us more than the rows alone)"),
+        ("Ledger", f"bytes per message on disk, heap + index ({ledger['entries']:,} SQS ids, e2e run)",
+         f"{ledger['per_message']:.0f} B", f"target 64 (see docs/ledger.md); heap {ledger['heap']:.0f} + index "
+         f"{ledger['index']:.0f}; the earlier layout took 301"),
     ]
+    sizes = flat["sizes"]
+    for label, k in (("1x", flat["retention_days"] - 1), ("2x", 2 * flat["retention_days"] - 1),
+                     ("3x", 3 * flat["retention_days"] - 1)):
+        z = sizes[k]
+        rows.append(("", f"ledger after {label} the retention ({flat['retention_days']} d) of simulated time, "
+                         f"{flat['per_day']:,} msgs/day", f"{z['bytes'] / 2**20:.1f} MiB",
+                     f"{z['entries']:,} entries after {(k + 1) * flat['per_day']:,} messages; {z['partitions']} partitions"))
     native = {c["batch"]: c["ns_per_record"] for c in cost if c["policy"] == "sha256-masker (native)"}
     for c in cost:
         ratio = "" if "native" in c["policy"] else f"{c['ns_per_record'] / native[c['batch']]:.1f}x native"
@@ -480,6 +601,14 @@ def main():
         "  sample because it commits per row (its rate does not depend on queue depth with fauxqs).",
         "- Batch latency: from masq's own `batch committed` log lines (ms from batch start to commit).",
         "- Host path: `masq load` of a JSONL file, then `psql \\copy` of the rows it wrote into an empty twin table.",
+        "  CPU per row: masq's own (getrusage) and its PostgreSQL backends' (/proc, found by application_name).",
+        "  What remains between the two: masq decodes, runs the policy and encodes every row; PostgreSQL also",
+        "  writes the ledger (a heap row and an index entry on a random 16-byte key per message), and commits",
+        "  per batch. docs/BENCHMARKS.md's numbers for both sides are in the row above.",
+        "- Ledger bytes per message: `pg_total_relation_size` of the e2e table's ledger partitions over its entries",
+        "  (heap + index + free-space and visibility maps); docs/ledger.md explains the floor PostgreSQL puts under it.",
+        "- Ledger after N x the retention: `masq load` of the same number of messages for each of 6 days with",
+        "  `--ledger-retention` 2 days, time simulated by shifting the retention by how far each day is in the past.",
         "- Policy cost: `host/examples/policy_cost.rs`; wasm includes a fresh instance per batch, as in production.",
         "- Hot swap: `version-stamp` 1.0.0 replaced by 2.0.0 by rename under a running `masq run`; latency is until",
         "  the first 2.0.0 row is visible in the table (polled every 50 ms, so up to 50 ms is polling).",

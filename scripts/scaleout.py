@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import masq_sql
+
 ROOT = Path(__file__).resolve().parent.parent
 MASQ = ROOT / "target/release/masq"
 PLUGIN = ROOT / "target/plugins/sha256-masker.wasm"
@@ -86,14 +88,13 @@ def one_run(processes):
     # Exactly once, or the number means nothing.
     rows = int(psql(f"SELECT count(*) FROM {table}"))
     distinct = int(psql(f"SELECT count(DISTINCT user_id) FROM {table}"))
-    ledger = int(psql(f"SELECT count(*) FROM masq.ledger WHERE target_table = '{table}'"))
+    ledger = int(psql(masq_sql.ledger_count(table)))
     dead = int(psql(f"SELECT count(*) FROM masq.dead_letters WHERE target_table = '{table}'"))
     ok = rows == distinct == MESSAGES - malformed and ledger == MESSAGES and dead == malformed
     if not ok:
         sys.exit(f"{processes} processes: rows {rows} ({distinct} distinct), ledger {ledger}, dead {dead}; "
                  f"expected {MESSAGES - malformed} rows, {malformed} dead letters")
-    psql(f"DROP TABLE {table}; DELETE FROM masq.ledger WHERE target_table = '{table}'; "
-         f"DELETE FROM masq.dead_letters WHERE target_table = '{table}'")
+    psql(masq_sql.forget(table))
     sqs("DeleteQueue", {"QueueUrl": queue})
     return {"processes": processes, "seconds": round(seconds, 3), "per_second": round(MESSAGES / seconds, 1),
             "received": received, "duplicates": duplicates}

@@ -250,11 +250,8 @@ async fn replay_writes_each_formerly_dead_message_exactly_once() {
         "missing field(s): user_id, app_version, device_type, ip, locale, device_id"
     );
     assert_eq!(
-        env.count(&format!(
-            "masq.ledger WHERE target_table = '{}' AND outcome = 'written'",
-            env.table
-        ))
-        .await,
+        env.count("masq.ledger_entries('$table') WHERE outcome = 'written'")
+            .await,
         99
     );
 

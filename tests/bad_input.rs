@@ -123,7 +123,7 @@ async fn a_row_refused_by_a_table_constraint_is_a_dead_letter_not_a_failed_batch
     );
     assert_eq!(dead[0].2, "sink");
     assert_eq!(
-        env.count("masq.ledger WHERE target_table = '$table' AND outcome = 'dead_letter'")
+        env.count("masq.ledger_entries('$table') WHERE outcome = 'dead_letter'")
             .await,
         1
     );

@@ -133,7 +133,7 @@ async fn twenty_swaps_during_a_drain_lose_nothing_and_every_row_names_its_versio
     // The ledger's version for each message is the version that wrote its row.
     let matching = env
         .count(&format!(
-            "{table} t JOIN masq.ledger l ON l.target_table = '{table}' AND l.message_id = t.message_id \
+            "{table} t JOIN masq.ledger_entries('{table}') l ON l.message_id = t.message_id \
              AND l.policy_version = t.policy_version AND l.outcome = 'written'"
         ))
         .await;

@@ -3,6 +3,59 @@
 use crate::support::*;
 use std::collections::HashSet;
 
+/// The rows the data set must become under `env`'s key, computed from the raw lines
+/// independently of masq, without their dates (the send date), sorted.
+pub fn expected_rows(env: &TestEnv) -> Vec<LoginRow> {
+    let mut expected: Vec<LoginRow> = fixture_lines()
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|v| v.get("user_id").is_some())
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().map(String::from);
+            LoginRow {
+                user_id: s("user_id"),
+                device_type: s("device_type"),
+                masked_ip: Some(env.token(&s("ip").unwrap())),
+                masked_device_id: Some(env.token(&s("device_id").unwrap())),
+                locale: s("locale"),
+                app_version: Some(expected_version(&s("app_version").unwrap())),
+                create_date: None,
+            }
+        })
+        .collect();
+    expected.sort();
+    expected
+}
+
+/// `rows` without their dates, sorted: to compare with `expected_rows`.
+pub fn without_dates(rows: &[LoginRow]) -> Vec<LoginRow> {
+    let mut rows: Vec<LoginRow> = rows
+        .iter()
+        .cloned()
+        .map(|r| LoginRow {
+            create_date: None,
+            ..r
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Every raw ip and device id of the data set.
+fn raw_values() -> Vec<String> {
+    fixture_lines()
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|v| v.get("user_id").is_some())
+        .flat_map(|v| {
+            [
+                v["ip"].as_str().unwrap().to_string(),
+                v["device_id"].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect()
+}
+
 fn fixture_lines() -> Vec<String> {
     let text = std::fs::read_to_string(fixture("fetch-login-queue/messages.jsonl")).unwrap();
     text.lines()
@@ -31,27 +84,6 @@ async fn the_login_data_set_lands_masked_exactly_once() {
     );
 
     // Exact rows, computed independently from the raw lines and the test's own key.
-    let lines = fixture_lines();
-    let mut raw_values = Vec::new();
-    let mut expected = Vec::new();
-    for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v.get("user_id").is_none() {
-            continue;
-        }
-        let s = |k: &str| v[k].as_str().map(String::from);
-        raw_values.push(s("ip").unwrap());
-        raw_values.push(s("device_id").unwrap());
-        expected.push(LoginRow {
-            user_id: s("user_id"),
-            device_type: s("device_type"),
-            masked_ip: Some(env.token(&s("ip").unwrap())),
-            masked_device_id: Some(env.token(&s("device_id").unwrap())),
-            locale: s("locale"),
-            app_version: Some(expected_version(&s("app_version").unwrap())),
-            create_date: None,
-        });
-    }
     let rows = env.rows().await;
     assert_eq!(rows.len(), 99);
     for row in &rows {
@@ -61,17 +93,7 @@ async fn the_login_data_set_lands_masked_exactly_once() {
             "create_date {date} is not the send date"
         );
     }
-    let mut without_dates: Vec<LoginRow> = rows
-        .iter()
-        .cloned()
-        .map(|r| LoginRow {
-            create_date: None,
-            ..r
-        })
-        .collect();
-    without_dates.sort();
-    expected.sort();
-    assert_eq!(without_dates, expected);
+    assert_eq!(without_dates(&rows), expected_rows(&env));
 
     // The data set's facts, as the issue states them.
     assert_eq!(rows.iter().filter(|r| r.locale.is_none()).count(), 29);
@@ -106,7 +128,7 @@ async fn the_login_data_set_lands_masked_exactly_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for raw in &raw_values {
+    for raw in &raw_values() {
         assert!(
             !all_text.iter().any(|row| row.contains(raw.as_str())),
             "raw value {raw} is in the table"

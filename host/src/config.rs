@@ -7,6 +7,7 @@ use crate::pipeline::PipelineConfig;
 use crate::pipeline::adapt::Receivers;
 use crate::policy::PolicyOptions;
 use crate::sink::database::Database;
+use crate::sink::ledger::retention::Retention;
 use crate::sink::schema::TableName;
 use crate::source::sqs::SqsTimeouts;
 use anyhow::bail;
@@ -105,6 +106,8 @@ pub struct Common {
     pub keys: KeySource,
     pub database: Database,
     pub table: TableName,
+    /// How long the ledger remembers a message.
+    pub retention: Retention,
 }
 
 impl Common {
@@ -114,6 +117,7 @@ impl Common {
             keys: KeySource::from_args(&args.keys)?,
             database: args.database.database()?,
             table: TableName::parse(&args.table.table)?,
+            retention: args.ledger.ledger_retention,
         })
     }
 }
@@ -123,13 +127,22 @@ impl Common {
 pub struct DbConfig {
     pub database: Database,
     pub table: TableName,
+    /// `db init`: entries of an earlier masq's ledger sent within this are kept.
+    pub retention: Retention,
 }
 
 impl DbConfig {
-    pub fn from_args(database: &cli::DatabaseArgs, table: &str) -> anyhow::Result<DbConfig> {
+    pub fn from_args(
+        database: &cli::DatabaseArgs,
+        table: &str,
+        ledger: Option<&cli::LedgerArgs>,
+    ) -> anyhow::Result<DbConfig> {
+        let default = Retention::parse(crate::sink::ledger::retention::DEFAULT)
+            .expect("the default retention parses");
         Ok(DbConfig {
             database: database.database()?,
             table: TableName::parse(table)?,
+            retention: ledger.map_or(default, |l| l.ledger_retention),
         })
     }
 }
@@ -223,8 +236,9 @@ pub struct LoadConfig {
     pub common: Common,
     pub input: PathBuf,
     pub source_id: Option<String>,
-    /// Send time every line gets, ms since the Unix epoch.
-    pub sent_ms: u64,
+    /// Send time every line gets, ms since the Unix epoch (`--sent-at`); `None`: the time the
+    /// source id was first loaded into the table.
+    pub sent_ms: Option<u64>,
     pub pipeline: PipelineConfig,
 }
 
@@ -234,7 +248,10 @@ impl LoadConfig {
             common: Common::from_args(&args.common, None)?,
             input: args.input.clone(),
             source_id: args.source_id.clone(),
-            sent_ms: sent_at_ms(args.sent_at.as_deref(), 0)?,
+            sent_ms: match args.sent_at.as_deref() {
+                Some(date) => Some(sent_at_ms(Some(date), 0)?),
+                None => None,
+            },
             pipeline: finite_pipeline(args.batch_size as usize, args.workers as usize),
         })
     }

@@ -71,13 +71,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => commands::replay::run(ReplayConfig::from_args(&args)?).await?,
         Command::Db {
             command: DbCommand::Init(args),
-        } => printed(commands::db::init(&DbConfig::from_args(&args.database, &args.table)?).await?),
+        } => printed(
+            commands::db::init(&DbConfig::from_args(
+                &args.database,
+                &args.table,
+                Some(&args.ledger),
+            )?)
+            .await?,
+        ),
         Command::Status(args) => printed(
-            commands::db::status(&DbConfig::from_args(&args.database, &args.table.table)?).await?,
+            commands::db::status(&DbConfig::from_args(
+                &args.database,
+                &args.table.table,
+                None,
+            )?)
+            .await?,
         ),
         Command::DeadLetters { command } => printed(match command {
             DeadLettersCommand::List(t) => {
-                commands::dead_letters::list(&DbConfig::from_args(&t.database, &t.table.table)?)
+                commands::dead_letters::list(&DbConfig::from_args(&t.database, &t.table.table, None)?)
                     .await?
             }
             DeadLettersCommand::Show {
@@ -85,14 +97,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ids,
                 key_file,
             } => {
-                let config = DbConfig::from_args(&t.database, &t.table.table)?;
+                let config = DbConfig::from_args(&t.database, &t.table.table, None)?;
                 commands::dead_letters::show(&config, &ids, &key_file).await?
             }
             DeadLettersCommand::Seal {
                 target: t,
                 key_file,
             } => {
-                let config = DbConfig::from_args(&t.database, &t.table.table)?;
+                let config = DbConfig::from_args(&t.database, &t.table.table, None)?;
                 commands::dead_letters::seal(&config, &key_file).await?
             }
         }),

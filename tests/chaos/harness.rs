@@ -252,10 +252,7 @@ impl ChaosEnv {
 
     /// Messages in the ledger for this table; None while the database is down.
     pub async fn ledger(&self) -> Option<i64> {
-        let sql = format!(
-            "SELECT count(*) FROM masq.ledger WHERE target_table = '{}'",
-            self.table
-        );
+        let sql = format!("SELECT count(*) FROM masq.ledger_entries('{}')", self.table);
         query_i64(&self.db_url, &sql).await.ok()
     }
 
@@ -369,14 +366,9 @@ impl ChaosEnv {
         let good = (self.sent - self.malformed) as i64;
         let rows = one(format!("SELECT count(*) FROM {t}")).await;
         let distinct = one(format!("SELECT count(DISTINCT user_id) FROM {t}")).await;
-        let ledger = one(format!(
-            "SELECT count(*) FROM masq.ledger WHERE target_table = '{t}'"
-        ))
-        .await;
+        let ledger = one(format!("SELECT count(*) FROM masq.ledger_entries('{t}')")).await;
         let outcome = |o: &str| {
-            format!(
-                "SELECT count(*) FROM masq.ledger WHERE target_table = '{t}' AND outcome = '{o}'"
-            )
+            format!("SELECT count(*) FROM masq.ledger_entries('{t}') WHERE outcome = '{o}'")
         };
         let written = one(outcome("written")).await;
         let dead = one(outcome("dead_letter")).await;
@@ -439,10 +431,19 @@ impl ChaosEnv {
         }
         assert_eq!(depth, (0, 0), "the queue is not empty");
 
-        // Passed: nothing here is worth keeping, and a full run leaves 100,000 ledger rows.
+        // Passed: nothing here is worth keeping, and a full run leaves 100,000 ledger rows
+        // (in partitions of this table's own, dropped with them).
         client
             .batch_execute(&format!(
-                "DROP TABLE {t}; DELETE FROM masq.ledger WHERE target_table = '{t}'; \
+                "DROP TABLE {t}; \
+                 DO $$ DECLARE t integer := (SELECT id FROM masq.targets WHERE name = '{t}'); d date; \
+                 BEGIN \
+                   FOR d IN SELECT day FROM masq.ledger_partitions WHERE target = t LOOP \
+                     EXECUTE format('DROP TABLE IF EXISTS masq.%I', \
+                       format('ledger_%s_%s', t, to_char(d, 'YYYYMMDD'))); \
+                   END LOOP; \
+                   DELETE FROM masq.ledger_partitions WHERE target = t; \
+                 END $$; \
                  DELETE FROM masq.dead_letters WHERE target_table = '{t}'; \
                  DELETE FROM masq.policy_events WHERE target_table = '{t}'"
             ))

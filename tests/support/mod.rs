@@ -52,6 +52,13 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/masq_test".into())
 }
 
+/// The test database through PgBouncer in transaction pooling mode (`scripts/services.sh`
+/// starts it on port 6433), or `MASQ_TEST_PGBOUNCER_URL`.
+pub fn pgbouncer_url() -> String {
+    std::env::var("MASQ_TEST_PGBOUNCER_URL")
+        .unwrap_or_else(|_| database_url().replacen(":5432/", ":6433/", 1))
+}
+
 pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("random bytes");
@@ -365,10 +372,7 @@ impl TestEnv {
 
     pub async fn ledger_count_of(&self, table: &str) -> i64 {
         self.db
-            .query_one(
-                "SELECT count(*) FROM masq.ledger WHERE target_table = $1",
-                &[&table],
-            )
+            .query_one("SELECT count(*) FROM masq.ledger_entries($1)", &[&table])
             .await
             .unwrap()
             .get(0)
@@ -458,7 +462,7 @@ impl TestEnv {
     pub async fn ledger_policies(&self) -> Vec<(String, String, i64)> {
         self.db
             .query(
-                "SELECT policy_name, policy_version, count(*) FROM masq.ledger WHERE target_table = $1 \
+                "SELECT policy_name, policy_version, count(*) FROM masq.ledger_entries($1) \
                  GROUP BY 1, 2 ORDER BY 1, 2",
                 &[&self.table],
             )

@@ -1,16 +1,26 @@
-//! `masq db init` (the target table and masq's own tables) and `masq status` (what each
-//! consumer of a table serves, recent refusals, ledger counts per policy version).
+//! `masq db init` (the target table and masq's own tables, moving an earlier masq's ledger)
+//! and `masq status` (what each consumer of a table serves, recent refusals, the ledger's size
+//! and oldest partition, ledger counts per policy version).
 
 use crate::config::DbConfig;
 use crate::sink::database::Database;
 use crate::sink::tables;
 use std::fmt::Write as _;
+use tokio_postgres::types::Type;
 
 pub async fn init(config: &DbConfig) -> anyhow::Result<String> {
     let (database, table) = (&config.database, &config.table);
     let mut client = database.connect().await?;
-    let report = tables::create(&mut client, database, table).await?;
+    let report = tables::create(&mut client, database, table, config.retention).await?;
     let mut out = format!("ready: table {table}, masq.ledger, masq.dead_letters\n");
+    if let Some(m) = report.migrated {
+        let _ = writeln!(
+            out,
+            "moved the ledger of an earlier masq into the partitioned one: {} entries sent within \
+             --ledger-retention {} kept (their messages stay exactly-once), {} older ones dropped",
+            m.kept, config.retention, m.dropped
+        );
+    }
     if !report.revoked.is_empty() {
         let _ = writeln!(
             out,
@@ -33,8 +43,9 @@ async fn report(database: &Database, table: &str) -> anyhow::Result<String> {
     let client = database.connect().await?;
     // Every query of the report: this table's rows of one of masq's tables.
     let query = async |sql: &str| {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&table];
-        let rows = client.query(sql, &params);
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] =
+            [(&table, Type::TEXT)];
+        let rows = client.query_typed(sql, &params);
         let what = format!("reading masq's tables for {table}");
         database
             .answer(&what, rows)
@@ -59,19 +70,35 @@ async fn report(database: &Database, table: &str) -> anyhow::Result<String> {
          ORDER BY at DESC, id DESC LIMIT 5"
     ))
     .await?;
+    // masq.ledger_entries reads only this table's partitions.
     let by_version = query(
         "SELECT format('ledger: %s %s (%s...) %s %s', policy_name, policy_version, \
            left(policy_digest, 12), outcome, count(*)) \
-         FROM masq.ledger WHERE target_table = $1 \
+         FROM masq.ledger_entries($1) \
          GROUP BY policy_name, policy_version, left(policy_digest, 12), outcome \
          ORDER BY policy_name, policy_version, left(policy_digest, 12), outcome",
+    )
+    .await?;
+    let size = query(
+        "SELECT format('ledger size: %s in %s partitions, oldest %s, newest %s', \
+           pg_size_pretty(coalesce(sum(pg_total_relation_size(format('masq.%I', \
+             format('ledger_%s_%s', p.target, to_char(p.day, 'YYYYMMDD')))::regclass)), 0)), \
+           count(*), coalesce(min(p.day)::text, '-'), coalesce(max(p.day)::text, '-')) \
+         FROM masq.ledger_partitions p \
+         WHERE p.target = (SELECT id FROM masq.targets WHERE name = $1) \
+           AND to_regclass(format('masq.%I', format('ledger_%s_%s', p.target, to_char(p.day, 'YYYYMMDD')))) IS NOT NULL",
     )
     .await?;
     let mut out = String::new();
     if serving.is_empty() {
         let _ = writeln!(out, "no consumer of {table} has started yet");
     }
-    for row in serving.iter().chain(&refusals).chain(&by_version) {
+    for row in serving
+        .iter()
+        .chain(&refusals)
+        .chain(&size)
+        .chain(&by_version)
+    {
         let _ = writeln!(out, "{}", row.get::<_, &str>(0));
     }
     Ok(out)

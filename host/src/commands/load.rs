@@ -5,6 +5,7 @@
 use super::{ending, exit_code, setup};
 use crate::config::LoadConfig;
 use crate::ops::metrics::Counters;
+use crate::sink::ledger;
 use crate::sink::postgres::WriteMode;
 use crate::source::jsonl::JsonlSource;
 use std::process::ExitCode;
@@ -13,10 +14,23 @@ use std::time::Instant;
 pub async fn run(config: LoadConfig) -> anyhow::Result<ExitCode> {
     let common = &config.common;
     let started = setup::start(common).await?;
-    let source = JsonlSource::open(&config.input, config.source_id.clone(), config.sent_ms)?;
+    let ledger = setup::ledger(common, true).await?;
+    let source_id = JsonlSource::source_id(&config.input, config.source_id.clone());
+    let sent_ms = match config.sent_ms {
+        Some(ms) => ms,
+        None => ledger::loads::sent_ms(&common.database, &ledger, &source_id).await?,
+    };
+    let source = JsonlSource::open(&config.input, source_id, sent_ms)?;
     let clock = Instant::now();
-    let (counters, stopped) =
-        setup::drive_to_end(common, started, source, WriteMode::Fresh, &config.pipeline).await?;
+    let (counters, stopped) = setup::drive_to_end(
+        common,
+        started,
+        &ledger,
+        source,
+        WriteMode::Fresh,
+        &config.pipeline,
+    )
+    .await?;
     let seconds = clock.elapsed().as_secs_f64();
     let c = |v: &std::sync::atomic::AtomicU64| Counters::get(v);
     let lines = c(&counters.received);

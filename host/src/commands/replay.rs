@@ -15,9 +15,17 @@ pub async fn run(config: ReplayConfig) -> anyhow::Result<ExitCode> {
     // The same key as `masq run`, so replayed rows carry the same tokens as the others.
     let started = setup::start(common).await?;
     let provenance = Provenance::of(&started.policy);
+    let ledger = setup::ledger(common, true).await?;
     let source = DeadLetterSource::new(&common.database, &common.table.to_string());
-    let (counters, stopped) =
-        setup::drive_to_end(common, started, source, WriteMode::Replay, &config.pipeline).await?;
+    let (counters, stopped) = setup::drive_to_end(
+        common,
+        started,
+        &ledger,
+        source,
+        WriteMode::Replay,
+        &config.pipeline,
+    )
+    .await?;
     let c = |v: &std::sync::atomic::AtomicU64| Counters::get(v);
     println!(
         "{} dead letters of {} through {} {}: written {}, dropped {}, still dead {}, skipped {}",

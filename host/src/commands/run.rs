@@ -30,6 +30,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
         .await?
         .with_visibility_timeout(config.visibility_timeout);
     let (visible, _) = source.depth().await?;
+    // Before the ledger is opened: opening it drops entries older than the retention.
+    let (message_retention, visibility) = source.redelivery_window().await?;
+    common
+        .retention
+        .check_against_queue(&config.queue_url, message_retention, visibility)?;
+    let ledger = setup::ledger(common, !config.pipeline.dry_run).await?;
 
     let counters = Arc::new(Counters::default());
     if let Some(addr) = config.metrics_addr {
@@ -80,6 +86,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
     let result = setup::drive(
         common,
         &started.schema,
+        &ledger,
         source.clone(),
         WriteMode::Fresh,
         &config.pipeline,

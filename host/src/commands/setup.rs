@@ -10,6 +10,7 @@ use crate::pipeline::PipelineConfig;
 use crate::pipeline::decide::PolicyStep;
 use crate::policy::reload::PolicyLoader;
 use crate::policy::{PolicyHost, PolicyRuntime};
+use crate::sink::ledger::Ledger;
 use crate::sink::postgres::{PostgresSink, WriteMode};
 use crate::sink::schema::TableSchema;
 use crate::source::Source;
@@ -89,11 +90,25 @@ pub async fn start(common: &Common) -> anyhow::Result<Started> {
     })
 }
 
+/// The table's ledger: registered, today's partitions made, expired ones dropped (unless
+/// `upkeep` is false: a dry run changes nothing). `run` opens it only once the queue has shown
+/// the retention is long enough.
+pub async fn ledger(common: &Common, upkeep: bool) -> anyhow::Result<Arc<Ledger>> {
+    Ledger::open(
+        &common.database,
+        &common.table.to_string(),
+        common.retention.0,
+        upkeep,
+    )
+    .await
+}
+
 /// `load` and `replay`: the pipeline with the one policy version loaded at start (no hot
 /// reload), to the end of the source. Returns its counters and whether a signal stopped it.
 pub async fn drive_to_end<S: Source>(
     common: &Common,
     started: Started,
+    ledger: &Arc<Ledger>,
     source: S,
     mode: WriteMode,
     pipeline: &PipelineConfig,
@@ -106,6 +121,7 @@ pub async fn drive_to_end<S: Source>(
     let stopped = drive(
         common,
         &started.schema,
+        ledger,
         source,
         mode,
         pipeline,
@@ -118,10 +134,13 @@ pub async fn drive_to_end<S: Source>(
 
 /// Runs the pipeline from `source` into the table until the source is drained or a signal,
 /// a broken policy or a permanent error stops it; says whether it was stopped. Every worker's
-/// sink connects before anything is received, so a bad DATABASE_URL holds no message.
+/// sink connects before anything is received, so a bad DATABASE_URL holds no message. While
+/// it runs, the ledger's partitions are kept up (made ahead, expired ones dropped).
+#[allow(clippy::too_many_arguments)]
 pub async fn drive<S: Source>(
     common: &Common,
     schema: &Arc<TableSchema>,
+    ledger: &Arc<Ledger>,
     source: S,
     mode: WriteMode,
     pipeline: &PipelineConfig,
@@ -130,11 +149,21 @@ pub async fn drive<S: Source>(
 ) -> anyhow::Result<bool> {
     let mut sinks = Vec::with_capacity(pipeline.workers);
     for _ in 0..pipeline.workers {
-        sinks.push(PostgresSink::connect(&common.database, schema.clone(), mode).await?);
+        let sink =
+            PostgresSink::connect(&common.database, schema.clone(), ledger.clone(), mode).await?;
+        sinks.push(sink);
     }
     let stop = CancellationToken::new();
     signals::stop_on_signal(stop.clone());
-    crate::pipeline::run(
+    let upkeep_stop = CancellationToken::new();
+    let upkeep = (!pipeline.dry_run).then(|| {
+        tokio::spawn(
+            ledger
+                .clone()
+                .keep_up(common.database.clone(), upkeep_stop.clone()),
+        )
+    });
+    let result = crate::pipeline::run(
         pipeline.clone(),
         source,
         sinks,
@@ -142,6 +171,11 @@ pub async fn drive<S: Source>(
         counters,
         stop.clone(),
     )
-    .await?;
+    .await;
+    upkeep_stop.cancel();
+    if let Some(upkeep) = upkeep {
+        let _ = upkeep.await;
+    }
+    result?;
     Ok(stop.is_cancelled())
 }

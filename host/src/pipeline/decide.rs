@@ -8,7 +8,7 @@ use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyH
 use crate::sink::sql::storable;
 use crate::source::decode::decode_body;
 use crate::source::{MAX_BODY_BYTES, Message};
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub async fn decide(
     batch: Vec<Message>,
     canary: Option<&Canary>,
 ) -> (Vec<Item>, PolicyHealth) {
-    let mut seen = HashSet::with_capacity(batch.len());
+    let mut seen = HashSet::with_capacity_and_hasher(batch.len(), Default::default());
     let mut items = Vec::with_capacity(batch.len());
     let mut duplicates = Vec::new();
     for message in batch {

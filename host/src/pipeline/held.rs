@@ -3,7 +3,7 @@
 
 use crate::ops::metrics::Counters;
 use crate::source::Message;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

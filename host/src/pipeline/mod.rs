@@ -96,9 +96,12 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
 
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
-    // Room for what the workers will take next; a receiver that finds it full waits (and says
-    // so to the pool: the workers are the bottleneck). What masq holds stays bounded.
-    let (tx, rx) = mpsc::channel::<Vec<Message>>(workers * config.batch_size.div_ceil(10) + 4);
+    // Room for each worker's next batch, counted in receives; a receiver that finds it full
+    // waits (and says so to the pool: the workers are the bottleneck). What masq holds stays
+    // bounded.
+    let chunk = source.max_chunk().max(1);
+    let (tx, rx) =
+        mpsc::channel::<Vec<Message>>(workers * config.batch_size.div_ceil(chunk) + 4);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let pool = receivers::Pool {
         source: source.clone(),

@@ -12,7 +12,8 @@ use super::{Fatal, PipelineConfig};
 use crate::ops::metrics::Counters;
 use crate::sink::{Sink, WriteError, WriteReport};
 use crate::source::{Message, Source};
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -216,21 +217,14 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
         const GRACE_AFTER_STOP: Duration = Duration::from_secs(15);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut stop_seen: Option<Instant> = None;
-        // Duplicate copies of a message id in one batch would claim the id twice: write the
-        // first. `decide` puts copies after every first, so that is a prefix of the batch.
-        let mut seen = HashSet::with_capacity(items.len());
-        let firsts = items
-            .iter()
-            .take_while(|i| seen.insert(i.message.id.as_str()))
-            .count();
-        let rest_are_copies = items[firsts..]
-            .iter()
-            .all(|i| seen.contains(i.message.id.as_str()));
-        let unique: std::borrow::Cow<[Item]> = if rest_are_copies {
-            std::borrow::Cow::Borrowed(&items[..firsts])
+        // Duplicate copies of a message id in one batch would claim the id twice: write the first.
+        // Most batches have none, and are written as they are, without a copy.
+        let mut seen = HashSet::with_capacity_and_hasher(items.len(), Default::default());
+        let unique: Cow<[Item]> = if items.iter().all(|i| seen.insert(i.message.id.as_str())) {
+            Cow::Borrowed(items)
         } else {
-            let mut seen = HashSet::new();
-            std::borrow::Cow::Owned(
+            let mut seen = HashSet::default();
+            Cow::Owned(
                 items
                     .iter()
                     .filter(|i| seen.insert(i.message.id.as_str()))

@@ -40,17 +40,17 @@ impl EventLog {
                 policy.map(PolicyHost::digest),
             );
             let detail = crate::sink::sql::storable(detail);
-            let params: [&(dyn postgres_types::ToSql + Sync); 8] = [
-                    &self.table,
-                    &self.consumer,
-                    &event,
-                    &name,
-                    &version,
-                    &digest,
-                    &key_id,
-                    &detail,
-                ];
-            let insert = client.execute(
+            let params = crate::sink::sql::texts(&[
+                &self.table,
+                &self.consumer,
+                &event,
+                &name,
+                &version,
+                &digest,
+                &key_id,
+                &detail,
+            ]);
+            let insert = client.execute_typed(
                 "INSERT INTO masq.policy_events \
                    (target_table, consumer, event, policy_name, policy_version, policy_digest, key_id, detail) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -5,13 +5,15 @@
 //! - `database`: connecting, with timeouts, and errors that say where and what to do
 //! - `postgres`: `PostgresSink`, the pipeline's sink: (re)connects and sorts errors
 //! - `transaction`: one batch's transaction (ledger claim, COPY, dead letters)
+//! - `ledger`: the compact, partitioned ledger (claims, partitions, retention, its tables)
 //! - `schema`: the target table's columns and how a value becomes a cell
 //! - `sql`: identifier quoting, storable text, SQL error classes
-//! - `tables`: masq's own tables (ledger, dead letters, policy events) and their creation
+//! - `tables`: masq's own tables (dead letters, policy events, the ledger's) and their creation
 //! - `events`: policy events, recorded for `masq status`
 
 pub mod database;
 pub mod events;
+pub mod ledger;
 pub mod postgres;
 pub mod schema;
 pub mod sql;

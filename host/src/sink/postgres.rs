@@ -2,70 +2,74 @@
 //! times out), runs each batch's transaction within the database timeout, and sorts every
 //! failure: a row's fault becomes that row's dead letter, a passing fault is retried by the
 //! worker, and a fault of the setup stops masq with what to fix.
+//!
+//! Nothing is prepared on the connection outside a transaction: every statement is parsed in
+//! the transaction (or the single request) that runs it, so masq works behind a connection
+//! pooler in transaction mode (PgBouncer), where consecutive transactions of one client may
+//! run on different server connections.
 
 use super::database::Database;
+use super::ledger::Ledger;
+use super::ledger::claim::{self, Entries, Owner};
+use super::ledger::key::{LedgerId, Outcome};
+use super::ledger::partitions::day_of;
 use super::schema::TableSchema;
 use super::sql::{self, ErrorClass};
-use super::transaction::{self, Prepared, Statements, Target};
+use super::transaction::{self, Attempt, ClaimBy, Prepared, Target};
 use super::{Sink, WriteError, WriteReport};
 use crate::pipeline::batch::{Item, Provenance, Stage, Verdict, verdict_json};
 use anyhow::{Context, anyhow};
-use std::collections::HashSet;
 use std::sync::Arc;
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
 
 pub use super::transaction::WriteMode;
 
 pub struct PostgresSink {
     database: Database,
     schema: Arc<TableSchema>,
+    ledger: Arc<Ledger>,
     target: String,
     mode: WriteMode,
     /// `None` after a timeout or a broken connection: the next batch connects again.
-    connection: Option<Connection>,
-}
-
-struct Connection {
-    client: Client,
-    statements: Statements,
+    client: Option<Client>,
+    /// How the next batch claims its messages first. Redeliveries come in runs (a load run
+    /// again, a consumer that crashed before deleting): after a batch with duplicates, claim
+    /// by INSERT until a batch has none, rather than COPY, fail and claim again each time.
+    claim: ClaimBy,
 }
 
 impl PostgresSink {
-    /// Connects now, so a bad DATABASE_URL or missing tables fail the start, not a batch.
+    /// Connects now, so a bad DATABASE_URL fails the start, not a batch.
     pub async fn connect(
         database: &Database,
         schema: Arc<TableSchema>,
+        ledger: Arc<Ledger>,
         mode: WriteMode,
     ) -> anyhow::Result<PostgresSink> {
-        let connection = open(database).await?;
+        let client = database.connect().await?;
         Ok(PostgresSink {
             database: database.clone(),
             target: schema.table.to_string(),
             schema,
+            ledger,
             mode,
-            connection: Some(connection),
+            client: Some(client),
+            claim: ClaimBy::Copy,
         })
     }
 
     /// The connection, made again if it broke or was dropped.
-    async fn connection(&mut self) -> Result<&mut Connection, WriteError> {
-        if self
-            .connection
-            .as_ref()
-            .is_none_or(|c| c.client.is_closed())
-        {
-            self.connection = None;
-            let connection = open(&self.database).await.map_err(|e| {
-                let why = format!("{e:#}");
-                match e.downcast_ref::<tokio_postgres::Error>().map(sql::classify) {
-                    Some(ErrorClass::Permanent) => WriteError::Permanent(why),
-                    _ => WriteError::Transient(why),
-                }
-            })?;
-            self.connection = Some(connection);
+    async fn client(&mut self) -> Result<&mut Client, WriteError> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = None;
+            let client = self
+                .database
+                .connect()
+                .await
+                .map_err(|e| WriteError::Transient(format!("{e:#}")))?;
+            self.client = Some(client);
         }
-        Ok(self.connection.as_mut().expect("connected above"))
+        Ok(self.client.as_mut().expect("connected above"))
     }
 
     fn prepare(&self, items: &[Item]) -> Vec<Prepared> {
@@ -88,88 +92,114 @@ impl PostgresSink {
         provenance: &Provenance,
     ) -> Result<WriteReport, WriteError> {
         let mut prepared = self.prepare(items);
-        let timeout = self.database.timeout;
+        let (database, ledger) = (self.database.clone(), self.ledger.clone());
         let (schema, name, mode) = (self.schema.clone(), self.target.clone(), self.mode);
-        let connection = self.connection().await?;
+        let client = self.client().await?;
+        // What the transaction needs from the ledger, each its own short request: the policy
+        // version's id, and a partition for every day the batch's messages were sent on.
+        let before = async {
+            let policy = ledger.policy_id(client, provenance).await?;
+            let days = items.iter().map(|i| day_of(i.message.sent_ms));
+            ledger.partitions.ensure(client, days).await?;
+            Ok::<_, tokio_postgres::Error>(policy)
+        };
+        let policy = match tokio::time::timeout(database.timeout, before).await {
+            Ok(Ok(policy)) => policy,
+            Ok(Err(e)) => return Err(self.sorted(e, items.len())),
+            Err(_) => return Err(self.timed_out(items.len())),
+        };
         let target = Target {
             schema: &schema,
             name: &name,
             mode,
-            statements: &connection.statements,
+            owner: Owner {
+                target: ledger.target,
+                policy,
+            },
         };
-        let client = &mut connection.client;
-        let first = tokio::time::timeout(
-            timeout,
-            transaction::transact(client, &target, items, &mut prepared, provenance, false),
-        )
-        .await;
-        let result = match first {
-            Ok(Err(e)) if sql::classify(&e) == ErrorClass::Data => {
-                // A row broke a constraint the catalog does not show us (CHECK, UNIQUE, a
-                // trigger): find it row by row instead of failing the batch.
-                tracing::warn!(table = %name, error = %sql::server_message(&e), "batch refused by PostgreSQL; retrying row by row");
-                tokio::time::timeout(
-                    timeout,
-                    transaction::transact(client, &target, items, &mut prepared, provenance, true),
-                )
-                .await
+        let client = self.client.as_mut().expect("connected above");
+        let mut attempt = Attempt {
+            claim: self.claim,
+            row_by_row: false,
+        };
+        let result = loop {
+            let run =
+                transaction::transact(client, &target, items, &mut prepared, provenance, attempt);
+            match tokio::time::timeout(database.timeout, run).await {
+                // Some message was claimed before (a redelivery): claim the batch again, in a
+                // way that skips what is claimed.
+                Ok(Err(e)) if attempt.claim == ClaimBy::Copy && claim::is_conflict(&e) => {
+                    attempt.claim = ClaimBy::Insert;
+                }
+                Ok(Err(e))
+                    if !attempt.row_by_row
+                        && sql::classify(&e) == ErrorClass::Data
+                        && !claim::is_missing_partition(&e) =>
+                {
+                    // A row broke a constraint the catalog does not show us (CHECK, UNIQUE, a
+                    // trigger): find it row by row instead of failing the batch.
+                    tracing::warn!(table = %name, error = %sql::server_message(&e), "batch refused by PostgreSQL; retrying row by row");
+                    attempt.row_by_row = true;
+                }
+                other => break other,
             }
-            other => other,
         };
         match result {
-            Ok(Ok(report)) => Ok(report),
-            Err(_) => Err(WriteError::Transient(format!(
-                "PostgreSQL at {} did not answer within {} s (--pg-timeout) while writing a batch \
-                 of {} messages to table {name}: check the server's load and locks, and the network",
-                self.database.describe(),
-                timeout.as_secs_f64(),
-                items.len(),
-            ))),
-            Ok(Err(e)) => Err(match sql::classify(&e) {
-                ErrorClass::Transient => WriteError::Transient(format!(
-                    "cannot write a batch to table {name}: {}",
-                    sql::server_message(&e)
-                )),
-                ErrorClass::Permanent => WriteError::Permanent(format!(
-                    "PostgreSQL refused to write to table {name}: {}",
-                    sql::permanent_advice(&e, &name)
-                )),
-                // Every row and dead letter of the row-by-row pass runs under its own
-                // savepoint, so a data error that still escapes is not any one row's fault.
-                ErrorClass::Data => WriteError::Permanent(format!(
-                    "PostgreSQL refused a batch for table {name} even row by row: {} (SQLSTATE {}). \
-                     Check deferred constraints and triggers on the table",
-                    sql::server_message(&e),
-                    e.code().map(|c| c.code()).unwrap_or("")
-                )),
-            }),
+            Ok(Ok(report)) => {
+                self.claim = if report.duplicates > 0 {
+                    ClaimBy::Insert
+                } else {
+                    ClaimBy::Copy
+                };
+                Ok(report)
+            }
+            Err(_) => Err(self.timed_out(items.len())),
+            Ok(Err(e)) => Err(self.sorted(e, items.len())),
         }
     }
-}
 
-/// Connects and prepares the statements every batch uses.
-async fn open(database: &Database) -> anyhow::Result<Connection> {
-    let client = database.connect().await?;
-    let missing_tables = |e: anyhow::Error| match e.downcast_ref::<tokio_postgres::Error>() {
-        Some(pg) if pg.code() == Some(&SqlState::UNDEFINED_TABLE) => anyhow!(
-            "masq's ledger and dead-letter tables are missing in {}: run `masq db init` first",
-            database.describe()
-        ),
-        _ => e.context("cannot prepare masq's statements"),
-    };
-    let prepare = async |sql| {
-        let what = "preparing masq's statements";
-        database
-            .answer(what, client.prepare(sql))
-            .await
-            .map_err(missing_tables)
-    };
-    let claim = prepare(transaction::CLAIM).await?;
-    let dead_letter = prepare(transaction::DEAD_LETTER).await?;
-    Ok(Connection {
-        client,
-        statements: Statements { claim, dead_letter },
-    })
+    fn timed_out(&self, messages: usize) -> WriteError {
+        WriteError::Transient(format!(
+            "PostgreSQL at {} did not answer within {} s (--pg-timeout) while writing a batch \
+             of {messages} messages to table {}: check the server's load and locks, and the network",
+            self.database.describe(),
+            self.database.timeout.as_secs_f64(),
+            self.target,
+        ))
+    }
+
+    /// What the worker should do about an error of a batch.
+    fn sorted(&self, e: tokio_postgres::Error, messages: usize) -> WriteError {
+        let name = &self.target;
+        if claim::is_missing_partition(&e) {
+            // Another consumer, with a shorter --ledger-retention, dropped a partition this one
+            // knew: the next attempt makes it again.
+            self.ledger.partitions.forget();
+            return WriteError::Transient(format!(
+                "a ledger partition of table {name} was dropped while a batch of {messages} messages \
+                 was written ({}); is another consumer running with a shorter --ledger-retention?",
+                sql::server_message(&e)
+            ));
+        }
+        match sql::classify(&e) {
+            ErrorClass::Transient => WriteError::Transient(format!(
+                "cannot write a batch to table {name}: {}",
+                sql::server_message(&e)
+            )),
+            ErrorClass::Permanent => WriteError::Permanent(format!(
+                "PostgreSQL refused to write to table {name}: {}",
+                sql::permanent_advice(&e, name)
+            )),
+            // Every row and dead letter of the row-by-row pass runs under its own savepoint,
+            // so a data error that still escapes is not any one row's fault.
+            ErrorClass::Data => WriteError::Permanent(format!(
+                "PostgreSQL refused a batch for table {name} even row by row: {} (SQLSTATE {}). \
+                 Check deferred constraints and triggers on the table",
+                sql::server_message(&e),
+                e.code().map(|c| c.code()).unwrap_or("")
+            )),
+        }
+    }
 }
 
 impl Sink for PostgresSink {
@@ -183,7 +213,7 @@ impl Sink for PostgresSink {
     ) -> Result<WriteReport, WriteError> {
         let result = self.try_write(items, provenance).await;
         if matches!(result, Err(WriteError::Transient(_))) {
-            self.connection = None;
+            self.client = None;
         }
         result
     }
@@ -191,28 +221,33 @@ impl Sink for PostgresSink {
     /// Misfits are shown as sink dead letters and messages the ledger already has as
     /// duplicates. Reads the ledger, writes nothing.
     async fn preview(&mut self, items: &[Item]) -> anyhow::Result<Vec<serde_json::Value>> {
-        let database = self.database.clone();
-        let (target, schema) = (self.target.clone(), self.schema.clone());
-        let connection = self.connection().await.map_err(|e| anyhow!("{e}"))?;
-        let ids: Vec<&str> = items.iter().map(|i| i.message.id.as_str()).collect();
-        let known: HashSet<String> = database
+        let (database, ledger, schema) = (
+            self.database.clone(),
+            self.ledger.clone(),
+            self.schema.clone(),
+        );
+        let client = self.client().await.map_err(|e| anyhow!("{e}"))?;
+        let keys: Vec<LedgerId> = items
+            .iter()
+            .map(|i| LedgerId::of(&sql::storable(&i.message.id)))
+            .collect();
+        let mut entries = Entries::default();
+        for (item, key) in items.iter().zip(&keys) {
+            entries.push(item.message.sent_ms, key, Outcome::Written);
+        }
+        let known = database
             .answer(
                 "reading the ledger",
-                connection.client.query(
-                    "SELECT message_id FROM masq.ledger WHERE target_table = $1 AND message_id = ANY($2)",
-                    &[&target, &ids],
-                ),
+                claim::known(client, ledger.target, &entries),
             )
             .await
-            .context("cannot read the ledger")?
-            .into_iter()
-            .map(|r| r.get(0))
-            .collect();
+            .context("cannot read the ledger")?;
         Ok(items
             .iter()
-            .map(|item| {
+            .zip(&keys)
+            .map(|(item, key)| {
                 let id = &item.message.id;
-                if known.contains(id) {
+                if known.contains(&key.uuid) {
                     return serde_json::json!({ "id": id, "duplicate": true });
                 }
                 match &item.verdict {

@@ -154,14 +154,15 @@ fn supported(ty: &Type) -> bool {
 impl TableSchema {
     /// Reads the table's columns from the catalog.
     pub async fn load(client: &Client, table: &TableName) -> anyhow::Result<TableSchema> {
+        let quoted = table.quoted();
         let rows = client
-            .query(
-                "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull, \
+            .query_typed(
+                "SELECT a.attname::text, a.atttypid, a.atttypmod, a.attnotnull, \
                         a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' \
                  FROM pg_attribute a \
                  WHERE a.attrelid = to_regclass($1)::oid AND a.attnum > 0 AND NOT a.attisdropped \
                  ORDER BY a.attnum",
-                &[&table.quoted()],
+                &[(&quoted, Type::TEXT)],
             )
             .await
             .with_context(|| format!("cannot read the columns of table {table}"))?;

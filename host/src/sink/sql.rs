@@ -1,8 +1,11 @@
 //! SQL text and SQL errors, in one place for every writer: identifiers quoted the way
 //! PostgreSQL reads them, strings made storable, and every error sorted into what to do next.
 
+use postgres_types::{ToSql, Type};
 use std::borrow::Cow;
+use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSqlOwned;
 
 /// An identifier (column, table or schema name) quoted for SQL text: embedded quotes are
 /// doubled, so a column named `a"b` is `"a""b"`, never a syntax error or an injection.
@@ -20,6 +23,20 @@ pub fn storable(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(s)
     }
+}
+
+/// Parameters for `query_typed`/`execute_typed`, all of type `text`: statements sent whole,
+/// unnamed, in one request (nothing left prepared on a pooled server connection).
+pub fn texts<'a>(values: &[&'a (dyn ToSql + Sync)]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    values.iter().map(|v| (*v, Type::TEXT)).collect()
+}
+
+/// The first column of the first row of a query without parameters, sent unnamed.
+pub async fn scalar<T: FromSqlOwned>(
+    client: &impl GenericClient,
+    query: &str,
+) -> Result<T, tokio_postgres::Error> {
+    client.query_typed_one(query, &[]).await?.try_get(0)
 }
 
 /// What to do about an error from PostgreSQL.
@@ -103,8 +120,9 @@ pub fn permanent_advice(e: &tokio_postgres::Error, table: &str) -> String {
     let code = e.code().map(|c| c.code()).unwrap_or("");
     let what = if code == SqlState::INSUFFICIENT_PRIVILEGE.code() {
         format!(
-            "grant the database user INSERT on {table} and INSERT, SELECT, UPDATE on masq.ledger \
-             and masq.dead_letters (or run masq as the tables' owner)"
+            "grant the database user INSERT on {table}; SELECT, INSERT, UPDATE on masq.ledger, \
+             masq.targets, masq.policy_versions, masq.loads and masq.dead_letters; EXECUTE on \
+             masq.ledger_prepare and masq.ledger_prune (or run masq as the tables' owner)"
         )
     } else if code == SqlState::UNDEFINED_TABLE.code() {
         format!("the table is gone: create {table} again and run `masq db init`")

@@ -2,27 +2,17 @@
 //! table, created by `masq db init`. Safe to run again, and from several processes at once.
 
 use super::database::Database;
+use super::ledger::retention::Retention;
+use super::ledger::schema::{self as ledger_schema, Migration};
 use super::schema::TableName;
 use super::sql;
 use anyhow::anyhow;
 use tokio_postgres::Client;
 
-/// masq's own tables. The ledger holds one row per message id per target table: the
-/// transaction that writes a message's row also writes its ledger row, so a redelivered
-/// message finds its id taken and writes nothing twice.
+/// masq's own tables besides the ledger (`ledger/ledger.sql`): the dead letters and the
+/// policy events.
 pub const MASQ_TABLES: &str = "
 CREATE SCHEMA IF NOT EXISTS masq;
-CREATE TABLE IF NOT EXISTS masq.ledger (
-    target_table    text        NOT NULL,
-    message_id      text        NOT NULL,
-    outcome         text        NOT NULL CHECK (outcome IN ('written', 'dropped', 'dead_letter')),
-    policy_name     text        NOT NULL,
-    policy_version  text        NOT NULL,
-    policy_digest   text        NOT NULL,
-    sent_at         timestamptz,
-    processed_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (target_table, message_id)
-);
 CREATE TABLE IF NOT EXISTS masq.dead_letters (
     id               bigserial   PRIMARY KEY,
     target_table     text        NOT NULL,
@@ -77,6 +67,8 @@ pub struct InitReport {
     /// Roles (or PUBLIC) that could read the dead letters before and no longer can.
     pub revoked: Vec<String>,
     pub owner: String,
+    /// What moving an earlier masq's ledger did, if there was one.
+    pub migrated: Option<Migration>,
 }
 
 /// Creates everything `masq run` needs, and takes every grant on the dead letters (raw
@@ -87,6 +79,7 @@ pub async fn create(
     client: &mut Client,
     database: &Database,
     table: &TableName,
+    retention: Retention,
 ) -> anyhow::Result<InitReport> {
     let explain = |e: tokio_postgres::Error| {
         anyhow!(
@@ -98,8 +91,9 @@ pub async fn create(
     };
     let work = async {
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock(7403511)", &[])
+        tx.batch_execute("SELECT pg_advisory_xact_lock(7403511)")
             .await?;
+        let migrated = ledger_schema::create(&tx, retention).await?;
         tx.batch_execute(MASQ_TABLES).await?;
         if let Some(schema) = &table.schema {
             tx.batch_execute(&format!(
@@ -109,8 +103,17 @@ pub async fn create(
             .await?;
         }
         tx.batch_execute(&login_table(table)).await?;
+        // Registered here, so a consumer running as a role without INSERT on masq.targets can
+        // write to it. Looked up first: an insert that finds the name takes an id all the same.
+        let name = table.to_string();
+        tx.execute_typed(
+            "INSERT INTO masq.targets (name) SELECT $1 \
+             WHERE NOT EXISTS (SELECT FROM masq.targets WHERE name = $1)",
+            &[(&name, postgres_types::Type::TEXT)],
+        )
+        .await?;
         let grantees: Vec<String> = tx
-            .query(
+            .query_typed(
                 "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END \
                  FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a \
                  LEFT JOIN pg_roles r ON r.oid = a.grantee \
@@ -128,17 +131,16 @@ pub async fn create(
             ))
             .await?;
         }
-        let owner: String = tx
-            .query_one(
-                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'masq.dead_letters'::regclass",
-                &[],
-            )
-            .await?
-            .get(0);
+        let owner: String = sql::scalar(
+            &tx,
+            "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'masq.dead_letters'::regclass",
+        )
+        .await?;
         tx.commit().await?;
         Ok(InitReport {
             revoked: grantees,
             owner,
+            migrated,
         })
     };
     database

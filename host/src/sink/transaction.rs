@@ -5,6 +5,8 @@
 //! each row under a savepoint, and becomes a dead letter; the rest is written.
 
 use super::WriteReport;
+use super::ledger::claim::{self, Entries, Owner};
+use super::ledger::key::{LedgerId, Outcome, Uuid};
 use super::schema::{Row, TableSchema};
 use super::sql::{self, ErrorClass, storable};
 use crate::pipeline::batch::{Item, Provenance, Stage};
@@ -34,40 +36,45 @@ pub(super) enum Prepared {
 }
 
 impl Prepared {
-    fn outcome(&self) -> &'static str {
+    fn outcome(&self) -> Outcome {
         match self {
-            Prepared::Row(_) => "written",
-            Prepared::Drop => "dropped",
-            Prepared::Dead(..) => "dead_letter",
+            Prepared::Row(_) => Outcome::Written,
+            Prepared::Drop => Outcome::Dropped,
+            Prepared::Dead(..) => Outcome::DeadLetter,
         }
     }
 }
 
-pub(super) const CLAIM: &str = "INSERT INTO masq.ledger \
-       (target_table, message_id, outcome, policy_name, policy_version, policy_digest, sent_at) \
-     SELECT $1, t.id, t.outcome, $2, $3, $4, to_timestamp(t.sent / 1000.0) \
-     FROM unnest($5::text[], $6::text[], $7::int8[]) AS t(id, outcome, sent) \
-     ON CONFLICT (target_table, message_id) DO NOTHING \
-     RETURNING message_id";
-
-pub(super) const DEAD_LETTER: &str = "INSERT INTO masq.dead_letters \
-       (target_table, message_id, body, reason, stage, policy_name, policy_version, \
-        policy_digest, sent_at, receive_count) \
+const DEAD_LETTER: &str = "INSERT INTO masq.dead_letters \
+       (reason, stage, policy_name, policy_version, policy_digest, target_table, message_id, \
+        body, sent_at, receive_count) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9::int8 / 1000.0), $10)";
 
-/// The statements every batch uses, prepared once per connection.
-pub(super) struct Statements {
-    pub claim: Statement,
-    pub dead_letter: Statement,
+/// How a transaction claims fresh messages in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClaimBy {
+    /// COPY: the cheapest, when none of them was claimed before (nearly always).
+    Copy,
+    /// `INSERT ... ON CONFLICT DO NOTHING`: after a COPY met an earlier claim.
+    Insert,
+}
+
+/// How one attempt at a batch runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Attempt {
+    pub claim: ClaimBy,
+    /// Each row by its own INSERT under a savepoint, to find the rows the database refuses.
+    pub row_by_row: bool,
 }
 
 /// What one transaction needs to know about where it writes.
 pub(super) struct Target<'a> {
     pub schema: &'a TableSchema,
-    /// The table's name as the ledger and dead letters record it.
+    /// The table's name as the dead letters record it.
     pub name: &'a str,
     pub mode: WriteMode,
-    pub statements: &'a Statements,
+    /// The table's and the policy version's ids in the ledger.
+    pub owner: Owner,
 }
 
 pub(super) async fn transact(
@@ -76,11 +83,11 @@ pub(super) async fn transact(
     items: &[Item],
     prepared: &mut [Prepared],
     provenance: &Provenance,
-    row_by_row: bool,
+    attempt: Attempt,
 ) -> Result<WriteReport, tokio_postgres::Error> {
     let mut report = WriteReport::default();
     let mut tx = client.transaction().await?;
-    if row_by_row {
+    if attempt.row_by_row {
         // A deferred constraint would otherwise fail the commit, for no row in particular.
         tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await?;
     }
@@ -88,25 +95,22 @@ pub(super) async fn transact(
         .iter()
         .map(|i| storable(&i.message.id).into_owned())
         .collect();
+    let keys: Vec<LedgerId> = ids.iter().map(|id| LedgerId::of(id)).collect();
     let batch = Batch {
         target,
         items,
-        provenance,
-        ids: &ids,
+        keys: &keys,
     };
     let mut retired_letters: Vec<i64> = Vec::new();
     // Whether this transaction settles message i.
     let take: Vec<bool> = match target.mode {
-        WriteMode::Fresh => {
-            let claimed = claim(&tx, &batch, prepared).await?;
-            ids.iter().map(|id| claimed.contains(id)).collect()
-        }
+        WriteMode::Fresh => claim(&tx, &batch, prepared, attempt.claim).await?,
         WriteMode::Replay => take_letters(&tx, &batch, prepared, &mut retired_letters).await?,
     };
     report.duplicates = take.iter().filter(|t| !**t).count() as u64;
 
-    if row_by_row {
-        write_rows_one_by_one(&mut tx, target, prepared, &take, &ids).await?;
+    if attempt.row_by_row {
+        write_rows_one_by_one(&mut tx, &batch, prepared, &take).await?;
     } else {
         copy_rows(&tx, target, prepared, &take).await?;
     }
@@ -129,14 +133,10 @@ pub(super) async fn transact(
                     provenance,
                 };
                 match target.mode {
-                    WriteMode::Fresh if row_by_row => {
-                        letter
-                            .insert_guarded(&mut tx, &target.statements.dead_letter)
-                            .await?
+                    WriteMode::Fresh if attempt.row_by_row => {
+                        letter.insert_guarded(&mut tx).await?
                     }
-                    WriteMode::Fresh => {
-                        letter.insert(&tx, &target.statements.dead_letter).await?;
-                    }
+                    WriteMode::Fresh => letter.insert(&tx).await.map(|_| ())?,
                     WriteMode::Replay => letter.update(&tx, letter_id(&items[i])).await?,
                 }
             }
@@ -146,9 +146,9 @@ pub(super) async fn transact(
         }
     }
     if !retired_letters.is_empty() {
-        tx.execute(
+        tx.execute_typed(
             "DELETE FROM masq.dead_letters WHERE id = ANY($1)",
-            &[&retired_letters],
+            &[(&retired_letters, Type::INT8_ARRAY)],
         )
         .await?;
     }
@@ -156,42 +156,53 @@ pub(super) async fn transact(
     Ok(report)
 }
 
-/// The messages of one transaction, with their storable ids.
+/// The messages of one transaction, with their ledger ids.
 #[derive(Clone, Copy)]
 struct Batch<'a> {
     target: &'a Target<'a>,
     items: &'a [Item],
-    provenance: &'a Provenance,
-    ids: &'a [String],
+    keys: &'a [LedgerId],
 }
 
-/// Fresh messages: claims each id in the ledger with its outcome; returns the ids claimed
-/// (an id already there was settled before: a redelivery).
+impl Batch<'_> {
+    /// The ledger entries of the messages at `indexes`, with their outcomes as prepared.
+    fn entries(&self, prepared: &[Prepared], indexes: impl Iterator<Item = usize>) -> Entries {
+        let mut entries = Entries::default();
+        for i in indexes {
+            entries.push(
+                self.items[i].message.sent_ms,
+                &self.keys[i],
+                prepared[i].outcome(),
+            );
+        }
+        entries
+    }
+}
+
+/// Fresh messages: claims each id in the ledger with its outcome; returns which were claimed
+/// (one claimed before was settled before: a redelivery).
 async fn claim(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
     prepared: &[Prepared],
-) -> Result<HashSet<String>, tokio_postgres::Error> {
-    let (target, items, provenance, ids) = (batch.target, batch.items, batch.provenance, batch.ids);
-    let outcomes: Vec<&str> = prepared.iter().map(Prepared::outcome).collect();
-    let sent: Vec<i64> = items.iter().map(|i| i.message.sent_ms as i64).collect();
-    let (name, version) = (storable(&provenance.name), storable(&provenance.version));
-    let digest = &provenance.digest;
-    let params: [&(dyn ToSql + Sync); 7] = [
-        &target.name,
-        &name,
-        &version,
-        digest,
-        &ids,
-        &outcomes,
-        &sent,
-    ];
-    Ok(tx
-        .query(&target.statements.claim, &params)
-        .await?
-        .into_iter()
-        .map(|row| row.get(0))
-        .collect())
+    by: ClaimBy,
+) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let entries = batch.entries(prepared, 0..batch.items.len());
+    let owner = batch.target.owner;
+    match by {
+        ClaimBy::Copy => {
+            claim::copy(tx, owner, &entries).await?;
+            Ok(vec![true; entries.len()])
+        }
+        ClaimBy::Insert => {
+            let claimed = claim::returning_ids(tx, owner, &entries, claim::CLAIM).await?;
+            Ok(batch
+                .keys
+                .iter()
+                .map(|k| claimed.contains(&k.uuid))
+                .collect())
+        }
+    }
 }
 
 /// The dead-letter id a replayed message carries as its receipt.
@@ -200,23 +211,23 @@ fn letter_id(item: &Item) -> i64 {
 }
 
 /// Replayed messages: locks each one's dead letter (one another replay holds is skipped),
-/// and moves the ledger of each that now passes from `dead_letter` to its new outcome. A dead
-/// letter whose message the ledger already shows written is stale: it is retired. Returns
-/// which messages this transaction settles.
+/// and moves the ledger of each that now passes from `dead_letter` to its new outcome. A
+/// message whose entry is gone (its partition outlived the retention) is claimed afresh; one
+/// the ledger shows settled otherwise has a stale dead letter, which is retired. Returns which
+/// messages this transaction settles.
 async fn take_letters(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
     prepared: &[Prepared],
     retired: &mut Vec<i64>,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
-    let (target, items, ids) = (batch.target, batch.items, batch.ids);
-    let provenance = batch.provenance;
+    let (target, items) = (batch.target, batch.items);
     let letters: Vec<i64> = items.iter().map(letter_id).collect();
     let locked: HashSet<i64> = tx
-        .query(
+        .query_typed(
             "SELECT id FROM masq.dead_letters WHERE id = ANY($1) AND target_table = $2 \
              FOR UPDATE SKIP LOCKED",
-            &[&letters, &target.name],
+            &[(&letters, Type::INT8_ARRAY), (&target.name, Type::TEXT)],
         )
         .await?
         .into_iter()
@@ -225,35 +236,20 @@ async fn take_letters(
     let moving: Vec<usize> = (0..items.len())
         .filter(|&i| locked.contains(&letters[i]) && !matches!(prepared[i], Prepared::Dead(..)))
         .collect();
-    let moving_ids: Vec<&str> = moving.iter().map(|&i| ids[i].as_str()).collect();
-    let (name, version) = (storable(&provenance.name), storable(&provenance.version));
-    let outcomes: Vec<&str> = moving.iter().map(|&i| prepared[i].outcome()).collect();
-    let moved: HashSet<String> = tx
-        .query(
-            "UPDATE masq.ledger l SET outcome = t.outcome, policy_name = $2, policy_version = $3, \
-               policy_digest = $4, processed_at = now() \
-             FROM unnest($5::text[], $6::text[]) AS t(id, outcome) \
-             WHERE l.target_table = $1 AND l.message_id = t.id AND l.outcome = 'dead_letter' \
-             RETURNING l.message_id",
-            &[
-                &target.name,
-                &name,
-                &version,
-                &provenance.digest,
-                &moving_ids,
-                &outcomes,
-            ],
-        )
-        .await?
-        .into_iter()
-        .map(|r| r.get(0))
+    let entries = batch.entries(prepared, moving.iter().copied());
+    let mut settled: HashSet<Uuid> =
+        claim::returning_ids(tx, target.owner, &entries, claim::MOVE_DEAD_LETTERS).await?;
+    let forgotten: Vec<usize> = (0..moving.len())
+        .filter(|&m| !settled.contains(&entries.ids[m]))
         .collect();
+    let forgotten = entries.select(&forgotten);
+    settled.extend(claim::returning_ids(tx, target.owner, &forgotten, claim::CLAIM).await?);
     Ok((0..items.len())
         .map(|i| {
             if !locked.contains(&letters[i]) {
                 return false;
             }
-            if matches!(prepared[i], Prepared::Dead(..)) || moved.contains(&ids[i]) {
+            if matches!(prepared[i], Prepared::Dead(..)) || settled.contains(&batch.keys[i].uuid) {
                 return true;
             }
             retired.push(letters[i]);
@@ -316,7 +312,7 @@ async fn copy_rows(
             // Nothing to COPY: every column takes its default.
             let insert = insert_sql(schema, shape);
             for _ in rows {
-                tx.execute(&insert, &[]).await?;
+                tx.batch_execute(&insert).await?;
             }
             continue;
         }
@@ -347,11 +343,12 @@ async fn copy_rows(
 /// letter with the database's reason, and its ledger entry says so.
 async fn write_rows_one_by_one(
     tx: &mut Transaction<'_>,
-    target: &Target<'_>,
+    batch: &Batch<'_>,
     prepared: &mut [Prepared],
     take: &[bool],
-    ids: &[String],
 ) -> Result<(), tokio_postgres::Error> {
+    let target = batch.target;
+    // Prepared here, in the transaction that uses them, and closed before it ends.
     let mut inserts: HashMap<Vec<usize>, Statement> = HashMap::new();
     for shape in shapes(prepared, take) {
         let statement = tx.prepare(&insert_sql(target.schema, shape)).await?;
@@ -379,11 +376,9 @@ async fn write_rows_one_by_one(
                     ))
                     .into_owned(),
                 );
-                tx.execute(
-                    "UPDATE masq.ledger SET outcome = 'dead_letter' WHERE target_table = $1 AND message_id = $2",
-                    &[&target.name, &ids[i]],
-                )
-                .await?;
+                let sent_ms = batch.items[i].message.sent_ms;
+                claim::mark_dead_letter(tx, target.owner.target, sent_ms, batch.keys[i].uuid)
+                    .await?;
             }
             Err(e) => return Err(e),
         }
@@ -403,40 +398,38 @@ struct Letter<'a> {
 }
 
 impl Letter<'_> {
-    async fn insert(
-        &self,
-        tx: &Transaction<'_>,
-        statement: &Statement,
-    ) -> Result<u64, tokio_postgres::Error> {
+    /// What a new dead letter and a replayed one both set, in this order: the reason, the
+    /// stage, the policy's name, version and digest.
+    fn outcome(&self) -> [String; 5] {
+        [
+            storable(self.reason).into_owned(),
+            self.stage.as_str().to_string(),
+            storable(&self.provenance.name).into_owned(),
+            storable(&self.provenance.version).into_owned(),
+            self.provenance.digest.clone(),
+        ]
+    }
+
+    async fn insert(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
         let m = &self.item.message;
-        tx.execute(
-            statement,
-            &[
-                &self.target,
-                &self.id,
-                &storable(&m.body),
-                &storable(self.reason),
-                &self.stage.as_str(),
-                &storable(&self.provenance.name),
-                &storable(&self.provenance.version),
-                &self.provenance.digest,
-                &(m.sent_ms as i64),
-                &(m.receive_count as i32),
-            ],
-        )
-        .await
+        let [reason, stage, name, version, digest] = self.outcome();
+        let body = storable(&m.body);
+        let (sent, receives) = (m.sent_ms as i64, m.receive_count as i32);
+        let mut params = sql::texts(&[&reason, &stage, &name, &version, &digest]);
+        params.extend(sql::texts(&[&self.target, &self.id, &body]));
+        params.extend([
+            (&sent as &(dyn ToSql + Sync), Type::INT8),
+            (&receives, Type::INT4),
+        ]);
+        tx.execute_typed(DEAD_LETTER, &params).await
     }
 
     /// As `insert`, under a savepoint: should the database still refuse the letter (a
     /// trigger, a constraint added by hand), it is stored with its reason replaced by the
     /// refusal, so the message is kept and the batch goes on.
-    async fn insert_guarded(
-        &self,
-        tx: &mut Transaction<'_>,
-        statement: &Statement,
-    ) -> Result<(), tokio_postgres::Error> {
+    async fn insert_guarded(&self, tx: &mut Transaction<'_>) -> Result<(), tokio_postgres::Error> {
         let sp = tx.savepoint("masq_letter").await?;
-        match self.insert(&sp, statement).await {
+        match self.insert(&sp).await {
             Ok(_) => sp.commit().await,
             Err(e) if sql::classify(&e) == ErrorClass::Data => {
                 sp.rollback().await?;
@@ -448,7 +441,7 @@ impl Letter<'_> {
                     reason: &reason,
                     ..*self
                 }
-                .insert(tx, statement)
+                .insert(tx)
                 .await
                 .map(|_| ())
             }
@@ -458,17 +451,13 @@ impl Letter<'_> {
 
     /// A replayed message that still fails: its dead letter stays, with the new reason.
     async fn update(&self, tx: &Transaction<'_>, letter: i64) -> Result<(), tokio_postgres::Error> {
-        tx.execute(
-            "UPDATE masq.dead_letters SET reason = $2, stage = $3, policy_name = $4, \
-               policy_version = $5, policy_digest = $6, dead_lettered_at = now() WHERE id = $1",
-            &[
-                &letter,
-                &storable(self.reason),
-                &self.stage.as_str(),
-                &storable(&self.provenance.name),
-                &storable(&self.provenance.version),
-                &self.provenance.digest,
-            ],
+        let [reason, stage, name, version, digest] = self.outcome();
+        let mut params = sql::texts(&[&reason, &stage, &name, &version, &digest]);
+        params.push((&letter, Type::INT8));
+        tx.execute_typed(
+            "UPDATE masq.dead_letters SET reason = $1, stage = $2, policy_name = $3, \
+               policy_version = $4, policy_digest = $5, dead_lettered_at = now() WHERE id = $6",
+            &params,
         )
         .await
         .map(|_| ())

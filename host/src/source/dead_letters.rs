@@ -4,6 +4,7 @@
 
 use super::{Message, Source};
 use crate::sink::database::Database;
+use postgres_types::Type;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ impl Source for DeadLetterSource {
         1
     }
 
+    fn max_chunk(&self) -> usize {
+        PAGE as usize
+    }
+
     fn finite(&self) -> bool {
         true
     }
@@ -55,10 +60,14 @@ impl Source for DeadLetterSource {
             .database
             .answer(
                 "reading dead letters",
-                client.query(
+                client.query_typed(
                     "SELECT id, message_id, body, (extract(epoch FROM sent_at) * 1000)::int8, receive_count \
                      FROM masq.dead_letters WHERE target_table = $1 AND id > $2 ORDER BY id LIMIT $3",
-                    &[&self.table, &after, &PAGE],
+                    &[
+                        (&self.table, Type::TEXT),
+                        (&after, Type::INT8),
+                        (&PAGE, Type::INT8),
+                    ],
                 ),
             )
             .await?;

@@ -29,13 +29,20 @@ struct Reader {
 }
 
 impl JsonlSource {
-    /// Reads `path`, or stdin when it is `-`. Ids are `<source_id>:<line>`; `source_id`
-    /// defaults to the path (or `stdin`). Every message gets `sent_ms` as its send time.
-    pub fn open(
-        path: &Path,
-        source_id: Option<String>,
-        sent_ms: u64,
-    ) -> anyhow::Result<JsonlSource> {
+    /// The source id of `path`: `given`, else the path (or `stdin`).
+    pub fn source_id(path: &Path, given: Option<String>) -> String {
+        given.unwrap_or_else(|| {
+            if path.as_os_str() == "-" {
+                "stdin".to_string()
+            } else {
+                path.display().to_string()
+            }
+        })
+    }
+
+    /// Reads `path`, or stdin when it is `-`. Ids are `<source_id>:<line>`. Every message
+    /// gets `sent_ms` as its send time.
+    pub fn open(path: &Path, source_id: String, sent_ms: u64) -> anyhow::Result<JsonlSource> {
         let stdin = path.as_os_str() == "-";
         let input: Box<dyn BufRead + Send> = if stdin {
             Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -50,13 +57,6 @@ impl JsonlSource {
                 })?,
             ))
         };
-        let source_id = source_id.unwrap_or_else(|| {
-            if stdin {
-                "stdin".to_string()
-            } else {
-                path.display().to_string()
-            }
-        });
         Ok(JsonlSource {
             reader: Arc::new(Mutex::new(Reader {
                 input,
@@ -161,6 +161,10 @@ impl Source for JsonlSource {
         1
     }
 
+    fn max_chunk(&self) -> usize {
+        CHUNK
+    }
+
     fn finite(&self) -> bool {
         true
     }
@@ -193,7 +197,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("masq-jsonl-{}-{}", std::process::id(), text.len()));
         std::fs::write(&path, text).unwrap();
-        let s = JsonlSource::open(&path, Some("t".into()), 7).unwrap();
+        let s = JsonlSource::open(&path, "t".into(), 7).unwrap();
         std::fs::remove_file(&path).unwrap();
         s
     }

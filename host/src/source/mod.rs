@@ -66,6 +66,12 @@ pub trait Source: Clone + Send + Sync + 'static {
     /// Receive calls that may run at once (a file is read by one reader).
     fn max_receivers(&self) -> usize;
 
+    /// Most messages one receive returns (SQS: 10). The pipeline buffers a few batches'
+    /// worth of receives, counted in these.
+    fn max_chunk(&self) -> usize {
+        10
+    }
+
     /// Whether an empty receive means the input has ended for good (a file), rather than
     /// that nothing is waiting right now (a queue).
     fn finite(&self) -> bool;

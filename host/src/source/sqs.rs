@@ -193,26 +193,69 @@ impl SqsSource {
 
     /// Messages visible and in flight (ApproximateNumberOfMessages, ...NotVisible).
     pub async fn depth(&self) -> anyhow::Result<(u64, u64)> {
+        let [visible, in_flight] = self
+            .attributes(
+                "read the depth of",
+                [
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ],
+            )
+            .await?;
+        Ok((visible.unwrap_or(0), in_flight.unwrap_or(0)))
+    }
+
+    /// How long the queue can still hand a message out after it was sent: its
+    /// `MessageRetentionPeriod`, and its own `VisibilityTimeout` or the one masq asks for,
+    /// whichever is longer (a message received just before it expires comes back once more
+    /// after that).
+    pub async fn redelivery_window(&self) -> anyhow::Result<(Duration, Duration)> {
+        let names = [
+            QueueAttributeName::MessageRetentionPeriod,
+            QueueAttributeName::VisibilityTimeout,
+        ];
+        let values = self
+            .attributes("read the retention period of", names.clone())
+            .await?;
+        let mut seconds = names.iter().zip(values).map(|(name, value)| {
+            value.ok_or_else(|| {
+                anyhow!(
+                    "queue {} at {} did not give its {}: masq needs it to check --ledger-retention",
+                    self.queue_url,
+                    self.endpoint,
+                    name.as_str()
+                )
+            })
+        });
+        let retention = seconds.next().expect("two names")?;
+        let visibility = seconds
+            .next()
+            .expect("two names")?
+            .max(self.visibility as u64);
+        Ok((
+            Duration::from_secs(retention),
+            Duration::from_secs(visibility),
+        ))
+    }
+
+    /// Numeric attributes of the queue, in the order asked; `None` for one it did not give.
+    async fn attributes<const N: usize>(
+        &self,
+        what: &str,
+        names: [QueueAttributeName; N],
+    ) -> anyhow::Result<[Option<u64>; N]> {
         let request = self
             .client
             .get_queue_attributes()
             .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .set_attribute_names(Some(names.to_vec()))
             .send();
-        let out = self
-            .call("read the depth of", Duration::ZERO, request)
-            .await?;
-        let get = |name: QueueAttributeName| {
+        let out = self.call(what, Duration::ZERO, request).await?;
+        Ok(names.map(|name| {
             out.attributes()
                 .and_then(|a| a.get(&name))
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok((
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        ))
+        }))
     }
 
     /// One long-poll receive of up to ten messages.

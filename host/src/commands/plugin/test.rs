@@ -51,7 +51,8 @@ pub async fn run(args: PluginTestConfig) -> anyhow::Result<String> {
     .await??;
     let policy = Arc::new(policy);
 
-    let source = JsonlSource::open(&args.input, None, args.sent_ms)?;
+    let source_id = JsonlSource::source_id(&args.input, None);
+    let source = JsonlSource::open(&args.input, source_id, args.sent_ms)?;
     let mut items: Vec<Item> = Vec::new();
     loop {
         let mut chunk = source.read(BATCH)?;
