@@ -5,7 +5,11 @@
 
 pub mod dead_letters;
 pub mod decode;
+pub mod envelope;
+pub mod fifo;
 pub mod jsonl;
+pub mod s3_payload;
+pub mod sender;
 pub mod sqs;
 pub mod synthetic;
 
@@ -35,6 +39,15 @@ pub struct Message {
     /// Why the body could not be read as it was sent (not UTF-8, too long), if so: the
     /// message becomes a dead letter with this reason, whatever its body looks like.
     pub unreadable: Option<String>,
+    /// What the source knows about the message besides its body, as (name, value): SQS
+    /// system attributes by their AWS names (`MessageGroupId`, `SentTimestamp`, ...), message
+    /// attributes by their own names, and facts of an unwrapped delivery (`sns.topic_arn`,
+    /// `sns.message_id`, `sns.timestamp`, `s3.bucket`, `s3.key`). Empty for files and
+    /// dead letters.
+    pub attributes: Vec<(String, String)>,
+    /// Largest body masq decodes for this message: `MAX_BODY_BYTES`, or the S3 payload cap
+    /// for a body fetched from S3 (`--s3-max-payload-bytes`).
+    pub body_limit: usize,
 }
 
 impl Message {
@@ -53,6 +66,8 @@ impl Message {
             receive_count,
             received_at: Instant::now(),
             unreadable: None,
+            attributes: Vec::new(),
+            body_limit: MAX_BODY_BYTES,
         }
     }
 }
