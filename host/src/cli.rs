@@ -435,7 +435,7 @@ pub struct S3PayloadArgs {
     /// Largest payload fetched from S3, in bytes; a larger one is a dead letter. The policy
     /// holds a whole batch in its --policy-memory-mb.
     #[arg(long, env = "MASQ_S3_MAX_PAYLOAD_BYTES", default_value_t = crate::source::s3_payload::DEFAULT_MAX_PAYLOAD_BYTES,
-          value_parser = clap::value_parser!(u64).range(1..=(1u64 << 30)).map(|n| n as usize))]
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=(1u64 << 30)))]
     pub s3_max_payload_bytes: usize,
 }
 
