@@ -52,8 +52,11 @@ pub fn unwrap(mode: Envelope, body: &str) -> Result<Option<Unwrapped>, String> {
     match mode {
         Envelope::None => Ok(None),
         Envelope::Sns => match object(body) {
-            Some(envelope) => sns(&envelope).map(Some),
-            None => Err(
+            // Something of an envelope is there: say what is wrong with it.
+            Some(envelope) if envelope.contains_key("Type") || envelope.contains_key("TopicArn") => {
+                sns(&envelope).map(Some)
+            }
+            _ => Err(
                 "body is not an SNS notification envelope (a JSON object), and --envelope sns \
                  requires one: subscribe the queue without raw message delivery, or use --envelope auto"
                     .to_string(),
@@ -222,8 +225,10 @@ mod tests {
 
     #[test]
     fn sns_mode_requires_an_envelope() {
-        let err = unwrap(Envelope::Sns, r#"["a"]"#).unwrap_err();
-        assert!(err.contains("not an SNS notification envelope"), "{err}");
+        for body in [r#"["a"]"#, r#"{"user_id": "u1"}"#] {
+            let err = unwrap(Envelope::Sns, body).unwrap_err();
+            assert!(err.contains("not an SNS notification envelope"), "{err}");
+        }
     }
 
     #[test]
