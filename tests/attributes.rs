@@ -35,16 +35,31 @@ async fn attributes_arrive_with_each_message() {
     let body = login("a-1", "10.60.0.1", "600-00-0001", "1.0", None);
     let file = env.jsonl("one.jsonl", std::slice::from_ref(&body));
     let out = env
-        .masq(&["seed", "--queue-url", &fifo_url, "--file", &file, "--message-attribute", "tenant=acme"])
+        .masq(&[
+            "seed",
+            "--queue-url",
+            &fifo_url,
+            "--file",
+            &file,
+            "--message-attribute",
+            "tenant=acme",
+        ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = receive(&fifo_url).await;
     assert_eq!(got.len(), 1);
     let a = &got[0].attributes;
     assert_eq!(value(a, "tenant"), Some("acme"), "{a:?}");
     assert_eq!(value(a, "MessageGroupId"), Some("group-0"), "{a:?}");
     assert_eq!(value(a, "ApproximateReceiveCount"), Some("1"), "{a:?}");
-    let first: u64 = value(a, "ApproximateFirstReceiveTimestamp").unwrap().parse().unwrap();
+    let first: u64 = value(a, "ApproximateFirstReceiveTimestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(first >= got[0].sent_ms, "{a:?}");
     assert_eq!(got[0].body, body);
 }
@@ -56,9 +71,21 @@ async fn attributes_of_an_sns_envelope_arrive_with_the_inner_message() {
     let body = login("a-2", "10.60.0.2", "600-00-0002", "1.0", None);
     let file = env.jsonl("one.jsonl", std::slice::from_ref(&body));
     let out = env
-        .masq(&["seed", "--topic-arn", &topic, "--file", &file, "--message-attribute", "tenant=acme"])
+        .masq(&[
+            "seed",
+            "--topic-arn",
+            &topic,
+            "--file",
+            &file,
+            "--message-attribute",
+            "tenant=acme",
+        ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = receive(&env.queue_url).await;
     assert_eq!(got.len(), 1);
     let m = &got[0];
@@ -67,5 +94,10 @@ async fn attributes_of_an_sns_envelope_arrive_with_the_inner_message() {
     assert!(value(&m.attributes, "sns.message_id").is_some_and(|id| !id.is_empty()));
     let at = value(&m.attributes, "sns.timestamp").unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
-    assert_eq!(value(&m.attributes, "tenant"), Some("acme"), "{:?}", m.attributes);
+    assert_eq!(
+        value(&m.attributes, "tenant"),
+        Some("acme"),
+        "{:?}",
+        m.attributes
+    );
 }

@@ -47,7 +47,11 @@ async fn seed_groups(env: &TestEnv) {
     let out = env
         .masq(&["seed", "--file", &file, "--fifo-groups", &groups])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every group's rows, in the order they were written, are its sequence 0..300; nothing
@@ -63,7 +67,10 @@ async fn assert_groups_in_send_order(env: &TestEnv) {
         let seqs: Vec<i32> = env
             .db
             .query(
-                &format!("SELECT seq FROM {} WHERE grp = $1 ORDER BY row_no", env.table),
+                &format!(
+                    "SELECT seq FROM {} WHERE grp = $1 ORDER BY row_no",
+                    env.table
+                ),
                 &[&format!("group-{g}")],
             )
             .await
@@ -85,16 +92,29 @@ async fn fifo_groups_are_written_in_send_order_exactly_once() {
     seed_groups(&env).await;
     let out = env
         .masq(&[
-            "run", "--drain", "--plugin", plugin("sha256-masker").to_str().unwrap(),
-            "--key-file", env.key_file.to_str().unwrap(),
-            "--workers", "2", "--batch-size", "100",
+            "run",
+            "--drain",
+            "--plugin",
+            plugin("sha256-masker").to_str().unwrap(),
+            "--key-file",
+            env.key_file.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--batch-size",
+            "100",
         ])
         .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("FIFO queue"), "masq did not say the queue is FIFO:\n{stderr}");
+    assert!(
+        stderr.contains("FIFO queue"),
+        "masq did not say the queue is FIFO:\n{stderr}"
+    );
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains("received 900, written 900, dead-lettered 0"), "{summary}");
+    assert!(
+        summary.contains("received 900, written 900, dead-lettered 0"),
+        "{summary}"
+    );
     assert_groups_in_send_order(&env).await;
 }
 
@@ -106,9 +126,19 @@ async fn fifo_order_and_exactly_once_survive_kill_9() {
     let key = env.key_file.display().to_string();
     let run = |extra: &[&str]| {
         let mut args = vec![
-            "run", "--plugin", plugin.to_str().unwrap(), "--key-file", &key,
-            "--workers", "2", "--batch-size", "100",
-            "--visibility-timeout", "5", "--wait-seconds", "1",
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--workers",
+            "2",
+            "--batch-size",
+            "100",
+            "--visibility-timeout",
+            "5",
+            "--wait-seconds",
+            "1",
         ];
         args.extend(extra);
         env.command(&args)
@@ -123,8 +153,14 @@ async fn fifo_order_and_exactly_once_survive_kill_9() {
         let mut child = run(&[]);
         let start = std::time::Instant::now();
         while env.ledger_count().await < mark {
-            assert!(start.elapsed() < Duration::from_secs(300), "no progress to {mark}");
-            assert!(child.try_wait().unwrap().is_none(), "masq exited before the kill");
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "no progress to {mark}"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "masq exited before the kill"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         child.start_kill().unwrap(); // SIGKILL
@@ -132,9 +168,19 @@ async fn fifo_order_and_exactly_once_survive_kill_9() {
     }
     let mut child = env
         .command(&[
-            "run", "--plugin", plugin.to_str().unwrap(), "--key-file", &key,
-            "--workers", "2", "--batch-size", "100",
-            "--visibility-timeout", "5", "--wait-seconds", "1",
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--workers",
+            "2",
+            "--batch-size",
+            "100",
+            "--visibility-timeout",
+            "5",
+            "--wait-seconds",
+            "1",
         ])
         .env("MASQ_FAILPOINT", "crash-after-commit")
         .stdout(std::process::Stdio::null())
@@ -146,14 +192,25 @@ async fn fifo_order_and_exactly_once_survive_kill_9() {
         .expect("the crash-after-commit run neither committed nor died")
         .unwrap();
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(6), "the run did not abort at the failpoint");
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "the run did not abort at the failpoint"
+    );
 
     // What the killed runs held comes back after the visibility timeout; drain until done.
     // The batch committed but never deleted comes back too, and the ledger skips it.
     let mut duplicates = 0;
     for _ in 0..20 {
         let summary = env
-            .drain(&["--workers", "2", "--batch-size", "100", "--visibility-timeout", "5"])
+            .drain(&[
+                "--workers",
+                "2",
+                "--batch-size",
+                "100",
+                "--visibility-timeout",
+                "5",
+            ])
             .await;
         duplicates += number_after(&summary, "duplicates skipped ");
         if env.ledger_count().await == (GROUPS * PER_GROUP) as i64 && env.depth().await == (0, 0) {
@@ -161,12 +218,17 @@ async fn fifo_order_and_exactly_once_survive_kill_9() {
         }
         tokio::time::sleep(Duration::from_secs(6)).await;
     }
-    assert!(duplicates >= 1, "no drain met a message committed before a crash");
+    assert!(
+        duplicates >= 1,
+        "no drain met a message committed before a crash"
+    );
     assert_groups_in_send_order(&env).await;
 }
 
 fn number_after(summary: &str, label: &str) -> u64 {
-    let at = summary.find(label).unwrap_or_else(|| panic!("no '{label}' in {summary}"));
+    let at = summary
+        .find(label)
+        .unwrap_or_else(|| panic!("no '{label}' in {summary}"));
     summary[at + label.len()..]
         .split(|c: char| !c.is_ascii_digit())
         .next()

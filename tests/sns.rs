@@ -11,7 +11,13 @@ async fn data_set_through_sns(name: &str, raw: bool) {
     let topic = topic_feeding(&env.sqs, &env.queue_url, name, raw).await;
     let file = fixture("fetch-login-queue/messages.jsonl");
     let out = env
-        .masq(&["seed", "--topic-arn", &topic, "--file", file.to_str().unwrap()])
+        .masq(&[
+            "seed",
+            "--topic-arn",
+            &topic,
+            "--file",
+            file.to_str().unwrap(),
+        ])
         .await;
     assert!(
         out.status.success(),
@@ -70,8 +76,12 @@ async fn sns_malformed_envelopes_are_dead_letters_naming_the_field() {
     let mut bad_time: serde_json::Value = serde_json::from_str(&envelope(Some("{}"))).unwrap();
     bad_time["Timestamp"] = "10.9.8.7".into();
     let bad_time = bad_time.to_string();
-    env.send(&[envelope(Some(&good_inner)), missing_message.clone(), bad_time.clone()])
-        .await;
+    env.send(&[
+        envelope(Some(&good_inner)),
+        missing_message.clone(),
+        bad_time.clone(),
+    ])
+    .await;
     let summary = env.drain(&[]).await;
     assert!(
         summary.contains("received 3, written 1, dead-lettered 2"),
@@ -109,7 +119,9 @@ async fn sns_required_envelope_refuses_a_bare_message_and_none_never_unwraps() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0, bare);
     assert!(
-        dead[0].1.starts_with("body is not an SNS notification envelope"),
+        dead[0]
+            .1
+            .starts_with("body is not an SNS notification envelope"),
         "{}",
         dead[0].1
     );
@@ -119,10 +131,19 @@ async fn sns_required_envelope_refuses_a_bare_message_and_none_never_unwraps() {
     let topic = topic_feeding(&env.sqs, &env.queue_url, "sns-none", false).await;
     let body = login("u-none", "10.1.2.5", "111-22-5555", "1.0", None);
     let file = env.jsonl("one.jsonl", &[body]);
-    let out = env.masq(&["seed", "--topic-arn", &topic, "--file", &file]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .masq(&["seed", "--topic-arn", &topic, "--file", &file])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = env.drain(&["--envelope", "none"]).await;
     assert!(summary.contains("written 0, dead-lettered 1"), "{summary}");
     let dead = env.dead_letters().await;
-    assert!(dead[0].0.contains("\"TopicArn\""), "the envelope itself is the dead letter");
+    assert!(
+        dead[0].0.contains("\"TopicArn\""),
+        "the envelope itself is the dead letter"
+    );
 }

@@ -241,7 +241,10 @@ mod tests {
         let mut v: Value = serde_json::from_str(&envelope("{}")).unwrap();
         v["Timestamp"] = "secret-199.172.111.135".into();
         let err = unwrap(Envelope::Sns, &v.to_string()).unwrap_err();
-        assert!(err.contains("'Timestamp'") && !err.contains("199.172"), "{err}");
+        assert!(
+            err.contains("'Timestamp'") && !err.contains("199.172"),
+            "{err}"
+        );
 
         let mut v: Value = serde_json::from_str(&envelope("{}")).unwrap();
         v["MessageAttributes"]["tenant"] = serde_json::json!({"Type": "String", "Value": 7});
@@ -258,7 +261,12 @@ mod tests {
     fn an_envelope_cannot_add_more_attributes_than_sns_allows() {
         let mut v: Value = serde_json::from_str(&envelope("{}")).unwrap();
         let many: Map<String, Value> = (0..11)
-            .map(|i| (format!("a{i}"), serde_json::json!({"Type": "String", "Value": "x"})))
+            .map(|i| {
+                (
+                    format!("a{i}"),
+                    serde_json::json!({"Type": "String", "Value": "x"}),
+                )
+            })
             .collect();
         v["MessageAttributes"] = Value::Object(many);
         let err = unwrap(Envelope::Auto, &v.to_string()).unwrap_err();

@@ -37,7 +37,9 @@ mod tests {
         assert!(is_fifo(
             "http://sqs.us-east-1.localhost:4566/000000000000/orders.fifo"
         ));
-        assert!(is_fifo("https://sqs.eu-west-1.amazonaws.com/1/orders.fifo/"));
+        assert!(is_fifo(
+            "https://sqs.eu-west-1.amazonaws.com/1/orders.fifo/"
+        ));
         assert!(!is_fifo("http://localhost:4566/000000000000/orders"));
         assert!(!is_fifo("http://localhost:4566/000000000000/fifo-orders"));
     }

@@ -97,6 +97,13 @@ pub trait Source: Clone + Send + Sync + 'static {
     /// The messages are committed: the source may forget them (SQS deletes them).
     fn acknowledge(&self, receipts: &[&str]) -> impl Future<Output = ()> + Send;
 
+    /// Whether acknowledging can make messages available that a receive could not get before
+    /// (a FIFO queue hands out a group's next messages only once the earlier ones are
+    /// deleted). A drain then waits for the acknowledgement before it may end.
+    fn acknowledge_unlocks(&self) -> bool {
+        false
+    }
+
     /// The messages were not committed: the source should offer them again after `delay`
     /// (SQS makes them visible again; a file cannot, and says so in the summary).
     fn release(&self, receipts: &[&str], delay: Duration) -> impl Future<Output = ()> + Send;

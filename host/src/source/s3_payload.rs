@@ -141,9 +141,11 @@ impl S3Payloads {
 
     /// The payload `pointer` names, tried a few times before giving up on this delivery.
     pub async fn fetch(&self, pointer: &Pointer) -> Result<String, FetchError> {
-        let Some(client) = self.client.as_ref().filter(|_| {
-            self.settings.buckets.iter().any(|b| *b == pointer.bucket)
-        }) else {
+        let Some(client) = self
+            .client
+            .as_ref()
+            .filter(|_| self.settings.buckets.iter().any(|b| *b == pointer.bucket))
+        else {
             return Err(FetchError::Permanent(format!(
                 "body points to payload object {} in a bucket masq may not read: allow it with \
                  --s3-payload-bucket {}",
@@ -360,7 +362,12 @@ mod tests {
             ))
         );
         let body = format!(r#"["{POINTER_CLASS}", {{"s3BucketName": 7, "s3Key": "k"}}]"#);
-        assert!(pointer(&body).unwrap().unwrap_err().contains("'s3BucketName'"));
+        assert!(
+            pointer(&body)
+                .unwrap()
+                .unwrap_err()
+                .contains("'s3BucketName'")
+        );
         let body = format!(r#"["{POINTER_CLASS}"]"#);
         assert!(pointer(&body).unwrap().is_err());
     }

@@ -237,7 +237,11 @@ fn sqs_attributes(
             .iter()
             .map(|(k, v)| {
                 let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type(if k == "ExtendedPayloadSize" { "Number" } else { "String" })
+                    .data_type(if k == "ExtendedPayloadSize" {
+                        "Number"
+                    } else {
+                        "String"
+                    })
                     .string_value(v)
                     .build()
                     .expect("data type set");
@@ -255,7 +259,11 @@ fn sns_attributes(
             .iter()
             .map(|(k, v)| {
                 let value = aws_sdk_sns::types::MessageAttributeValue::builder()
-                    .data_type(if k == "ExtendedPayloadSize" { "Number" } else { "String" })
+                    .data_type(if k == "ExtendedPayloadSize" {
+                        "Number"
+                    } else {
+                        "String"
+                    })
                     .string_value(v)
                     .build()
                     .expect("data type set");

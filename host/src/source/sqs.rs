@@ -416,7 +416,8 @@ impl SqsSource {
                 Ok(payload) => {
                     m.body = payload;
                     m.body_limit = self.payloads.max_bytes();
-                    m.attributes.push(("s3.bucket".into(), pointer.bucket.clone()));
+                    m.attributes
+                        .push(("s3.bucket".into(), pointer.bucket.clone()));
                     m.attributes.push(("s3.key".into(), pointer.key.clone()));
                 }
                 Err(FetchError::Missing(why) | FetchError::Permanent(why)) => {
@@ -639,6 +640,10 @@ impl Source for SqsSource {
         self.payloads.committed(receipts).await;
     }
 
+    fn acknowledge_unlocks(&self) -> bool {
+        self.fifo
+    }
+
     async fn release(&self, receipts: &[&str], delay: Duration) {
         self.payloads.forget(receipts);
         // SQS takes 0 to 12 hours.
@@ -705,7 +710,10 @@ mod tests {
     fn attributes_keep_their_aws_names_and_values() {
         let m = SqsMessage::builder()
             .attributes(MessageSystemAttributeName::MessageGroupId, "g1")
-            .attributes(MessageSystemAttributeName::ApproximateFirstReceiveTimestamp, "1700000000000")
+            .attributes(
+                MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+                "1700000000000",
+            )
             .message_attributes(
                 "tenant",
                 MessageAttributeValue::builder()
