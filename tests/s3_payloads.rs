@@ -240,7 +240,7 @@ async fn s3_a_missing_object_is_one_dead_letter_naming_bucket_and_key() {
         (
             missing_pointer,
             format!(
-                "payload object s3://{bucket}/{gone} does not exist (NoSuchKey): the message's payload is gone from S3; restore the object and replay the dead letter"
+                "payload object s3://{bucket}/{gone} does not exist (NoSuchKey): the dead letter keeps the pointer: restore the object and send the pointer to the queue again"
             ),
             "decode".to_string()
         )

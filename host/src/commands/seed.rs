@@ -15,7 +15,9 @@ pub async fn run(config: &SeedConfig) -> anyhow::Result<String> {
             client: aws_sdk_sns::Client::new(&aws),
             arn: arn.clone(),
         },
-        (None, Some(url)) => Destination::Queue(SqsSource::connect(url, config.timeouts).await?),
+        (None, Some(url)) => {
+            Destination::Queue(Box::new(SqsSource::connect(url, config.timeouts).await?))
+        }
         (None, None) => anyhow::bail!("nowhere to send: pass --queue-url or --topic-arn"),
     };
     let offload = config.s3_offload_bucket.as_ref().map(|bucket| Offload {

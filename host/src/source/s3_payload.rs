@@ -144,7 +144,7 @@ impl S3Payloads {
         let Some(client) = self
             .client
             .as_ref()
-            .filter(|_| self.settings.buckets.iter().any(|b| *b == pointer.bucket))
+            .filter(|_| self.settings.buckets.contains(&pointer.bucket))
         else {
             return Err(FetchError::Permanent(format!(
                 "body points to payload object {} in a bucket masq may not read: allow it with \
@@ -277,22 +277,18 @@ impl S3Payloads {
 /// A missing object or bucket is permanent (retried a few times in one receive, for a writer
 /// that is a moment late); everything else may pass (a refusal included: a policy being
 /// fixed).
-fn classify<E, R>(url: &str, e: &SdkError<E, R>) -> FetchError
+fn classify<E>(url: &str, e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> FetchError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-    let status = match e {
-        SdkError::ServiceError(s) => Some(format!("{:?}", s.raw())),
-        _ => None,
-    };
-    let missing = matches!(code, "NoSuchKey" | "NoSuchBucket" | "NotFound")
-        || status.is_some_and(|raw| raw.contains("StatusCode(404)"));
+    // A HEAD-like answer without a body has no code: its status says it.
+    let not_found = matches!(e, SdkError::ServiceError(s) if s.raw().status().as_u16() == 404);
+    let missing = matches!(code, "NoSuchKey" | "NoSuchBucket" | "NotFound") || not_found;
     if missing {
         FetchError::Missing(format!(
-            "payload object {url} does not exist ({}): the message's payload is gone from S3; \
-             restore the object and replay the dead letter",
+            "payload object {url} does not exist ({}): the dead letter keeps the pointer: \
+             restore the object and send the pointer to the queue again",
             if code.is_empty() { "404" } else { code }
         ))
     } else {

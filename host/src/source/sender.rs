@@ -11,7 +11,7 @@ use futures_util::stream::{self, TryStreamExt};
 
 /// Where the messages go.
 pub enum Destination {
-    Queue(SqsSource),
+    Queue(Box<SqsSource>),
     Topic {
         client: aws_sdk_sns::Client,
         arn: String,

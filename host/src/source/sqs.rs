@@ -29,7 +29,7 @@ const CALLS_AT_ONCE: usize = 16;
 /// makes the redelivery harmless).
 const DELETE_ATTEMPTS: u32 = 5;
 /// Deliveries a message gets while S3 cannot give its payload; then it is a dead letter with
-/// the reason (it keeps the pointer, so a replay can fetch it later).
+/// the reason (it keeps the pointer, nothing is lost).
 const S3_DELIVERIES: u32 = 5;
 
 /// How long masq waits for SQS. A server that accepts connections but never answers costs a
