@@ -315,7 +315,8 @@ async fn s3_unreachable_payload_is_retried_later_and_its_fifo_group_waits() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("the message goes back to the queue and is tried again"),
+        stderr
+            .contains("payload not fetched; the message goes back to the queue and is tried again"),
         "{stderr}"
     );
     // group-1 went on; group-0's payload is back in the queue, not dead-lettered, and the

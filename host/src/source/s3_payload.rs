@@ -260,12 +260,12 @@ impl S3Payloads {
             match tokio::time::timeout(self.call_timeout, request).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(
-                    object = %p.url(),
+                    object = ?p.url(),
                     error = %short(&e),
                     "payload object not deleted after its commit; it stays in S3"
                 ),
                 Err(_) => tracing::warn!(
-                    object = %p.url(),
+                    object = ?p.url(),
                     "S3 did not answer a delete in time; the payload object stays in S3"
                 ),
             }

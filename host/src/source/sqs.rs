@@ -11,6 +11,7 @@
 use super::envelope::{self, Envelope};
 use super::s3_payload::{self, FetchError, PayloadSettings, S3Payloads};
 use super::{Message, Source, fifo};
+use crate::sink::sql::storable;
 use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
@@ -386,14 +387,14 @@ impl SqsSource {
                     m.attributes.extend(inner.attributes);
                 }
                 Err(reason) => {
-                    m.unreadable = Some(reason);
+                    m.unreadable = Some(storable(&reason).into_owned());
                     continue;
                 }
             }
             match s3_payload::pointer(&m.body) {
                 None => {}
                 Some(Ok(pointer)) => *pointers.last_mut().expect("pushed") = Some(pointer),
-                Some(Err(reason)) => m.unreadable = Some(reason),
+                Some(Err(reason)) => m.unreadable = Some(storable(&reason).into_owned()),
             }
         }
         if pointers.iter().all(Option::is_none) {
@@ -420,17 +421,21 @@ impl SqsSource {
                         .push(("s3.bucket".into(), pointer.bucket.clone()));
                     m.attributes.push(("s3.key".into(), pointer.key.clone()));
                 }
+                // Reasons name the bucket and key, which come from the message: storable, as
+                // every reason (and escaped in logs).
                 Err(FetchError::Missing(why) | FetchError::Permanent(why)) => {
-                    m.unreadable = Some(why)
+                    m.unreadable = Some(storable(&why).into_owned())
                 }
                 Err(FetchError::Passing(why)) if m.receive_count >= S3_DELIVERIES => {
-                    m.unreadable = Some(format!("{why}; given up after {S3_DELIVERIES} deliveries"))
+                    let why = format!("{why}; given up after {S3_DELIVERIES} deliveries");
+                    m.unreadable = Some(storable(&why).into_owned())
                 }
                 Err(FetchError::Passing(why)) => {
                     tracing::warn!(
                         message_id = %m.id,
                         delivery = m.receive_count,
-                        "{why}; the message goes back to the queue and is tried again"
+                        error = ?why,
+                        "payload not fetched; the message goes back to the queue and is tried again"
                     );
                     held_back[i] = true;
                 }
