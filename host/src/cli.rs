@@ -56,7 +56,8 @@ Examples:
         #[command(subcommand)]
         command: DbCommand,
     },
-    /// Sends messages to a queue: the lines of a JSONL file, or N synthetic login events.
+    /// Sends messages to a queue (or through an SNS topic): the lines of a JSONL file, or N
+    /// synthetic login events; large ones offloaded to S3, to FIFO groups, with attributes.
     #[command(after_help = "\
 Examples:
   masq seed --queue-url $QUEUE --file messages.jsonl
