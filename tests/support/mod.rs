@@ -152,6 +152,26 @@ pub async fn queue_depth(sqs: &SqsClient, queue_url: &str) -> (u64, u64) {
 }
 
 /// Writes a key file holding one 32-byte key, `key_id`, active; owner-only, as masq demands.
+/// A dead letter's body as masq stored it: in clear, sealed (opened here with `key_file`, as
+/// `masq dead-letters show` does), or only its shape (its JSON text).
+pub fn open_body(
+    key_file: &Path,
+    message_id: &str,
+    clear: Option<String>,
+    sealed: Option<(Vec<u8>, String)>,
+    shape: Option<String>,
+) -> String {
+    if let Some((bytes, key_id)) = sealed {
+        let ring = masq::keys::KeyRing::load(key_file).expect("the test's key file loads");
+        let letter = masq::keys::SealedLetter { key_id, bytes };
+        let plain = ring
+            .open_letter(&letter, message_id)
+            .expect("a sealed dead letter opens with the key that sealed it");
+        return String::from_utf8(plain).expect("a sealed body is text");
+    }
+    clear.or(shape).expect("a dead letter has a body, sealed or in clear, or its shape")
+}
+
 pub fn write_key_file(path: &Path, key_id: &str, key: &[u8]) {
     std::fs::write(
         path,
@@ -352,17 +372,29 @@ impl TestEnv {
         self.db.query_one(&sql, &[]).await.unwrap().get(0)
     }
 
-    /// This table's dead letters: (body, reason, stage).
+    /// This table's dead letters: (body, reason, stage). A sealed body is opened with this
+    /// test's key file; one stored without a key file gives its shape's JSON text.
     pub async fn dead_letters(&self) -> Vec<(String, String, String)> {
-        self.db
+        let rows = self
+            .db
             .query(
-                "SELECT body, reason, stage FROM masq.dead_letters WHERE target_table = $1 ORDER BY id",
+                "SELECT message_id, body, body_sealed, key_id, body_shape::text, reason, stage \
+                 FROM masq.dead_letters WHERE target_table = $1 ORDER BY id",
                 &[&self.table],
             )
             .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                let body = open_body(
+                    &self.key_file,
+                    r.get(0),
+                    r.get(1),
+                    r.get::<_, Option<Vec<u8>>>(2).zip(r.get(3)),
+                    r.get(4),
+                );
+                (body, r.get(5), r.get(6))
+            })
             .collect()
     }
 
