@@ -13,6 +13,7 @@ mod ledger;
 mod ledger_migration;
 mod login_data_set;
 mod pgbouncer;
+mod pii_at_rest;
 mod policy_languages;
 mod receivers;
 mod redelivery;

@@ -241,20 +241,26 @@ pub struct TestEnv {
     pub key_file: PathBuf,
     pub key: Vec<u8>,
     pub key_id: String,
+    /// The database this test's masq commands write to (the shared test database, unless
+    /// the test made its own).
+    pub database_url: String,
     dir: TestDir,
 }
 
 impl TestEnv {
     pub async fn new(name: &str) -> TestEnv {
+        TestEnv::new_in(name, &database_url()).await
+    }
+
+    /// As `new`, writing to the database at `url` (a test's own, to dump it whole).
+    pub async fn new_in(name: &str, url: &str) -> TestEnv {
         let suffix = random_hex(4);
         let sqs = sqs_client().await;
         let queue_url = create_queue(&sqs, &format!("{name}-{suffix}")).await;
 
-        let (db, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| {
-                panic!("cannot reach {}: {e}; run `just services`", database_url())
-            });
+            .unwrap_or_else(|e| panic!("cannot reach {url}: {e}; run `just services`"));
         tokio::spawn(conn);
 
         let dir = TestDir::new(name);
@@ -272,6 +278,7 @@ impl TestEnv {
             key_file,
             key,
             key_id,
+            database_url: url.to_string(),
             dir,
         };
         let out = env.masq(&["db", "init"]).await;
@@ -291,7 +298,7 @@ impl TestEnv {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("DATABASE_URL", database_url())
+            .env("DATABASE_URL", &self.database_url)
             .env("MASQ_QUEUE_URL", &self.queue_url)
             .env("MASQ_TABLE", &self.table)
             .env("MASQ_LOG_FORMAT", "text")
