@@ -287,6 +287,9 @@ async fn clear_dead_letters_of_an_earlier_masq_are_sealed_in_place_once() {
     let list = env.masq(&["dead-letters", "list"]).await;
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("CLEAR") && list.contains("dead-letters seal"), "{list}");
+    let init = env.masq(&["db", "init"]).await;
+    let init = String::from_utf8_lossy(&init.stdout);
+    assert!(init.contains("hold their body in clear: seal them"), "{init}");
 
     let key = env.key_file.display().to_string();
     let seal = async || {

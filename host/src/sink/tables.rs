@@ -79,6 +79,8 @@ pub struct InitReport {
     pub owner: String,
     /// What moving an earlier masq's ledger did, if there was one.
     pub migrated: Option<Migration>,
+    /// Dead letters (of every table) whose body an earlier masq stored in clear.
+    pub clear_letters: i64,
 }
 
 /// Creates everything `masq run` needs, and takes every grant on the dead letters (raw
@@ -146,11 +148,17 @@ pub async fn create(
             "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'masq.dead_letters'::regclass",
         )
         .await?;
+        let clear_letters: i64 = sql::scalar(
+            &tx,
+            "SELECT count(*) FROM masq.dead_letters WHERE body IS NOT NULL",
+        )
+        .await?;
         tx.commit().await?;
         Ok(InitReport {
             revoked: grantees,
             owner,
             migrated,
+            clear_letters,
         })
     };
     database
