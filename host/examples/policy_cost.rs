@@ -25,6 +25,7 @@ fn records(n: usize) -> Vec<Record> {
                     sent_timestamp_ms: 1_700_000_000_000,
                     receive_count: 1,
                     source: "bench".into(),
+                    attributes: Vec::new(),
                 },
                 fields: masq::source::decode::decode_body(&body).expect("synthetic logins decode"),
             }
