@@ -295,12 +295,14 @@ impl LogSecrets for types::Batch {
                     .iter()
                     .flatten()
                     .for_each(|f| secrets.add_owned(name, f.to_string(), pii)),
-                types::Values::Text(l) => {
-                    l.iter().flatten().for_each(|t| secrets.add_text(name, t, pii))
-                }
-                types::Values::Json(l) => {
-                    l.iter().flatten().for_each(|j| secrets.add_json(name, j, pii))
-                }
+                types::Values::Text(l) => l
+                    .iter()
+                    .flatten()
+                    .for_each(|t| secrets.add_text(name, t, pii)),
+                types::Values::Json(l) => l
+                    .iter()
+                    .flatten()
+                    .for_each(|j| secrets.add_json(name, j, pii)),
                 types::Values::Mixed(l) => l.iter().for_each(|v| match v {
                     types::Value::Text(t) => secrets.add_text(name, t, pii),
                     types::Value::Json(j) => secrets.add_json(name, j, pii),

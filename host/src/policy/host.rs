@@ -194,11 +194,11 @@ impl PolicyHost {
                 .map(v02::info),
         }
         .map_err(|e| {
-                anyhow::anyhow!(
-                    "policy {origin}: `describe` failed: {}",
-                    host.classify(e, &store, load_started)
-                )
-            })?;
+            anyhow::anyhow!(
+                "policy {origin}: `describe` failed: {}",
+                host.classify(e, &store, load_started)
+            )
+        })?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             bail!("policy {origin}: `describe` must return a name and a version");
         }

@@ -169,10 +169,7 @@ impl v02::types::Host for Sandbox {}
 
 impl v02::pseudonym::Host for Sandbox {
     fn pseudonymize_batch(&mut self, values: Vec<String>) -> Vec<String> {
-        values
-            .iter()
-            .map(|v| self.pseudonymizer.token(v))
-            .collect()
+        values.iter().map(|v| self.pseudonymizer.token(v)).collect()
     }
 }
 

@@ -2,8 +2,8 @@
 //! allocator, the linker with masq's imports, and the epoch ticker behind deadlines. Made once
 //! per process, so a hot swap only compiles the new component.
 
-use super::{contract_v01, contract_v02};
 use super::imports::Sandbox;
+use super::{contract_v01, contract_v02};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

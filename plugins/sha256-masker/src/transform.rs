@@ -22,7 +22,7 @@ pub fn transform_batch(
     missing_required(settings, &batch.columns, &mut reasons);
     // A record without a required field is rejected for that alone, as 0.1 did.
     let skip: Vec<bool> = reasons.iter().map(Option::is_some).collect();
-    let mut problem = |reasons: &mut [Option<String>], i: usize, text: String| match &mut reasons[i] {
+    let problem = |reasons: &mut [Option<String>], i: usize, text: String| match &mut reasons[i] {
         Some(r) => {
             r.push_str("; ");
             r.push_str(&text);
@@ -42,7 +42,11 @@ pub fn transform_batch(
         if settings.required.contains(&name) && !settings.nullable.contains(&name) {
             for (i, cell) in cells.iter().enumerate() {
                 if present(i) && matches!(cell, Value::Null) {
-                    problem(&mut reasons, i, format!("field '{name}' is null and may not be"));
+                    problem(
+                        &mut reasons,
+                        i,
+                        format!("field '{name}' is null and may not be"),
+                    );
                 }
             }
         }
@@ -72,7 +76,11 @@ pub fn transform_batch(
                     ),
                 }
             }
-            let tokens = if raw.is_empty() { Vec::new() } else { mask(raw) };
+            let tokens = if raw.is_empty() {
+                Vec::new()
+            } else {
+                mask(raw)
+            };
             let mut masked = vec![None; n];
             for (i, token) in at.into_iter().zip(tokens) {
                 masked[i] = Some(token);
@@ -148,7 +156,10 @@ fn missing_required(settings: &Settings, columns: &[Column], reasons: &mut [Opti
         .iter()
         .map(|r| columns.iter().find(|c| &c.name == r))
         .collect();
-    if found.iter().all(|c| c.is_some_and(|c| c.missing.is_empty())) {
+    if found
+        .iter()
+        .all(|c| c.is_some_and(|c| c.missing.is_empty()))
+    {
         return; // the usual batch: every record has every required field
     }
     for (i, reason) in reasons.iter_mut().enumerate() {
@@ -168,7 +179,9 @@ fn missing_required(settings: &Settings, columns: &[Column], reasons: &mut [Opti
 /// A column's values one per record (a missing record's slot is null), moved, not copied.
 pub fn into_cells(values: Values, n: usize) -> Vec<Value> {
     fn each<T>(list: Vec<Option<T>>, f: impl Fn(T) -> Value) -> Vec<Value> {
-        list.into_iter().map(|v| v.map_or(Value::Null, &f)).collect()
+        list.into_iter()
+            .map(|v| v.map_or(Value::Null, &f))
+            .collect()
     }
     match values {
         Values::Null => vec![Value::Null; n],
@@ -184,7 +197,10 @@ pub fn into_cells(values: Values, n: usize) -> Vec<Value> {
 /// Cells back into a column, typed when every non-null value shares a kind.
 pub fn from_cells(cells: Vec<Value>) -> Values {
     let kind_of = |v: &Value| std::mem::discriminant(v);
-    let mut kinds = cells.iter().filter(|v| !matches!(v, Value::Null)).map(kind_of);
+    let mut kinds = cells
+        .iter()
+        .filter(|v| !matches!(v, Value::Null))
+        .map(kind_of);
     let Some(first) = kinds.next() else {
         return Values::Null;
     };
@@ -247,22 +263,115 @@ mod tests {
     use super::*;
     use crate::masq::policy::types::Metadata;
 
+    // One record at a time, as 0.1 saw them: each test record is a batch of its own, and the
+    // answer is read back as that record's fields (columns not listing it as missing).
+    #[derive(Debug)]
+    struct Field {
+        name: String,
+        value: Value,
+    }
+
+    #[derive(Debug)]
+    enum Outcome {
+        Keep(Vec<Field>),
+        Reject(String),
+        Drop,
+    }
+
+    struct Record(Vec<(String, Value)>);
+
     fn record(json: &[(&str, Value)]) -> Record {
-        Record {
-            metadata: Metadata {
-                message_id: "m1".into(),
-                sent_timestamp_ms: 1_669_852_800_000 + 3_600_000, // 2022-12-01T01:00Z
-                receive_count: 1,
-                source: "test".into(),
-            },
-            fields: json
-                .iter()
-                .map(|(n, v)| Field {
-                    name: n.to_string(),
-                    value: v.clone(),
+        Record(
+            json.iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn batch(records: &[Record]) -> Batch {
+        let n = records.len();
+        let mut columns: Vec<(String, Vec<Option<Value>>)> = Vec::new();
+        for (i, Record(fields)) in records.iter().enumerate() {
+            for (name, value) in fields {
+                let c = match columns.iter().position(|(c, _)| c == name) {
+                    Some(c) => c,
+                    None => {
+                        columns.push((name.clone(), vec![None; n]));
+                        columns.len() - 1
+                    }
+                };
+                columns[c].1[i] = Some(value.clone());
+            }
+        }
+        Batch {
+            size: n as u32,
+            source: "test".into(),
+            columns: columns
+                .into_iter()
+                .map(|(name, cells)| Column {
+                    name,
+                    missing: (0..n as u32)
+                        .filter(|&i| cells[i as usize].is_none())
+                        .collect(),
+                    values: from_cells(
+                        cells
+                            .into_iter()
+                            .map(|c| c.unwrap_or(Value::Null))
+                            .collect(),
+                    ),
+                })
+                .collect(),
+            metadata: (0..n)
+                .map(|i| Metadata {
+                    message_id: format!("m{i}"),
+                    sent_timestamp_ms: 1_669_852_800_000 + 3_600_000, // 2022-12-01T01:00Z
+                    receive_count: 1,
+                    attributes: Vec::new(),
                 })
                 .collect(),
         }
+    }
+
+    fn transform_all(
+        settings: &Settings,
+        records: &[Record],
+        mask: &mut dyn FnMut(&str) -> String,
+    ) -> Vec<Outcome> {
+        let n = records.len();
+        let out = transform_batch(settings, batch(records), &mut |values| {
+            values.iter().map(|v| mask(v)).collect()
+        });
+        let mut columns: Vec<(String, Vec<Value>, Vec<u32>)> = out
+            .columns
+            .into_iter()
+            .map(|c| (c.name, into_cells(c.values, n), c.missing))
+            .collect();
+        out.outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                crate::masq::policy::types::Outcome::Keep => Outcome::Keep(
+                    columns
+                        .iter_mut()
+                        .filter(|(_, _, missing)| !missing.contains(&(i as u32)))
+                        .map(|(name, cells, _)| Field {
+                            name: name.clone(),
+                            value: std::mem::replace(&mut cells[i], Value::Null),
+                        })
+                        .collect(),
+                ),
+                crate::masq::policy::types::Outcome::Reject(why) => Outcome::Reject(why),
+                crate::masq::policy::types::Outcome::Drop => Outcome::Drop,
+            })
+            .collect()
+    }
+
+    fn transform_record(
+        settings: &Settings,
+        record: Record,
+        mask: &mut dyn FnMut(&str) -> String,
+    ) -> Outcome {
+        transform_all(settings, &[record], mask).remove(0)
     }
 
     fn login(app_version: Value, ip: Value, locale: Value) -> Record {
@@ -362,6 +471,53 @@ mod tests {
             ))
             .starts_with("field 'app_version': 'v2' is not")
         );
+    }
+
+    #[test]
+    fn a_batch_of_mixed_records_is_judged_record_by_record() {
+        let records = [
+            login(
+                Value::Text("2.3.0".into()),
+                Value::Text("1.2.3.4".into()),
+                Value::Null,
+            ),
+            login(
+                Value::Integer(7),
+                Value::Text("5.6.7.8".into()),
+                Value::Null,
+            ),
+            record(&[("foo", Value::Text("oops".into()))]),
+            login(
+                Value::Text("1.0".into()),
+                Value::Null,
+                Value::Text("RU".into()),
+            ),
+        ];
+        let mut calls = 0;
+        let out = transform_all(&Settings::default(), &records, &mut |v| {
+            calls += 1;
+            fake_token(v)
+        });
+        let Outcome::Keep(fields) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            get(fields, "masked_ip"),
+            Some(&Value::Text("tok(1.2.3.4)".into()))
+        );
+        assert_eq!(get(fields, "locale"), Some(&Value::Null));
+        assert_eq!(get(fields, "foo"), None, "a column of other records only");
+        assert!(
+            matches!(&out[1], Outcome::Reject(why) if why == "field 'app_version' must be a version string such as \"2.3.0\", got integer 7")
+        );
+        assert!(
+            matches!(&out[2], Outcome::Reject(why) if why.starts_with("missing field(s): user_id"))
+        );
+        assert!(
+            matches!(&out[3], Outcome::Reject(why) if why == "field 'ip' is null and may not be")
+        );
+        // Masked values: ip of records 0 and 1, device_id of records 0, 1 and 3.
+        assert_eq!(calls, 5);
     }
 
     #[test]
