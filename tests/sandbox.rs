@@ -402,7 +402,30 @@ async fn forbidden_imports_and_a_trapping_describe_are_refused_at_load() {
     );
     assert!(report.starts_with("ok: sha256-masker 0.1.0"), "{report}");
     assert!(
-        report.contains("imports:     masq:policy/pseudonym@0.1.0, masq:policy/types@0.1.0"),
+        report.contains("contract:    masq:policy@0.2.0\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("imports:     masq:policy/pseudonym@0.2.0, masq:policy/types@0.2.0"),
+        "{report}"
+    );
+    assert!(report.contains("pii:         ip, device_id\n"), "{report}");
+    // A policy built against 0.1 still loads, and says so.
+    let out = env
+        .masq(&[
+            "plugin",
+            "check",
+            plugin("python-masker-0.1").to_str().unwrap(),
+        ])
+        .await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("contract:    masq:policy@0.1.0\n"),
         "{report}"
     );
 }
@@ -485,7 +508,7 @@ async fn a_policy_cannot_log_a_records_values() {
         log.contains("user <field user_id> logged in from ip=<field ip>;"),
         "{log}"
     );
-    assert!(log.contains(r#"value: Text("<field ip>")"#), "{log}");
+    assert!(log.contains(r#"Value::Text("<field ip>")"#), "{log}");
     for i in 0..25 {
         let ip = format!("203.0.113.{}", 100 + i);
         assert!(!log.contains(&ip), "ip {ip} reached the log:\n{log}");

@@ -155,7 +155,9 @@ impl PolicyHost {
             Ok(pre) => Pre::V02(pre),
             Err(e02) => Pre::V01(v01::PolicyPluginPre::new(instance_pre).map_err(|e01| {
                 anyhow::anyhow!(
-                    "policy {origin} implements neither policy contract masq runs: as                      {} it fails with: {e02:#}; as {}: {e01:#}. Build it against                      wit/v0.2/policy.wit (world policy-plugin or pseudonym-policy-plugin), see                      docs/policy-authors.md",
+                    "policy {origin} implements neither policy contract masq runs: as {} it fails with: {e02:#}; as {}: {e01:#}. Build it against \
+                     wit/v0.2/policy.wit (world policy-plugin or pseudonym-policy-plugin), see \
+                     docs/policy-authors.md",
                     v02::CONTRACT,
                     v01::CONTRACT
                 )
