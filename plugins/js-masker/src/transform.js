@@ -90,15 +90,23 @@ export function transformBatch(settings, batch, pseudonymizeBatch) {
     if (name === settings.versionField) {
       const encoded = new Array(n).fill(undefined);
       const c = cells(values, n);
+      // A batch holds few distinct versions: each is encoded once.
+      const seen = new Map();
       for (const i of present) {
         const [kind, v] = c[i];
         if (kind === 'text') {
-          try {
-            encoded[i] = encode(v);
-          } catch (why) {
-            if (!(why instanceof VersionError)) throw why;
-            problem(i, `field '${name}': ${why.message}`);
+          let result = seen.get(v);
+          if (result === undefined) {
+            try {
+              result = [encode(v), null];
+            } catch (why) {
+              if (!(why instanceof VersionError)) throw why;
+              result = [undefined, `field '${name}': ${why.message}`];
+            }
+            seen.set(v, result);
           }
+          encoded[i] = result[0];
+          if (result[1] !== null) problem(i, result[1]);
         } else if (kind !== null) {
           problem(i, `field '${name}' must be a version string such as "2.3.0", got ${describe(kind, v)}`);
         }
@@ -109,7 +117,18 @@ export function transformBatch(settings, batch, pseudonymizeBatch) {
     out.push({ name, values, missing }); // passed through as it came
   }
   if (settings.dateField !== null) {
-    const dates = batch.metadata.map((m, i) => (reasons[i] === null ? utcDate(m.sentTimestampMs) : undefined));
+    // Records of a batch mostly share a day: each day is formatted once.
+    const days = new Map();
+    const dates = batch.metadata.map((m, i) => {
+      if (reasons[i] !== null) return undefined;
+      const day = m.sentTimestampMs / 86_400_000n;
+      let text = days.get(day);
+      if (text === undefined) {
+        text = utcDate(m.sentTimestampMs);
+        days.set(day, text);
+      }
+      return text;
+    });
     out.push({ name: settings.dateField, values: { tag: 'text', val: dates }, missing: [] });
   }
   return {

@@ -56,6 +56,8 @@ _VALUE_KIND = {
 
 def _cells(values, n: int) -> List[tuple]:
     """(kind, value) per record; kind None for null or a missing field."""
+    if type(values) is Values_Text:
+        return [(None, None) if v is None else ("text", v) for v in values.value]
     if isinstance(values, Values_Null):
         return [(None, None)] * n
     if isinstance(values, Values_Mixed):
@@ -129,13 +131,21 @@ def transform_batch(
         if name == settings.version_field:
             encoded: List[Optional[int]] = [None] * n
             cells = _cells(values, n)
+            # A batch holds few distinct versions: each is encoded once.
+            seen = {}
             for i in present:
                 kind, v = cells[i]
                 if kind == "text":
-                    try:
-                        encoded[i] = version.encode(v)
-                    except version.VersionError as why:
-                        problem(i, f"field '{name}': {why}")
+                    result = seen.get(v)
+                    if result is None:
+                        try:
+                            result = (version.encode(v), None)
+                        except version.VersionError as why:
+                            result = (None, f"field '{name}': {why}")
+                        seen[v] = result
+                    encoded[i], why = result
+                    if why is not None:
+                        problem(i, why)
                 elif kind is not None:
                     problem(
                         i, f"field '{name}' must be a version string such as \"2.3.0\", got {describe(kind, v)}"
@@ -144,7 +154,16 @@ def transform_batch(
             continue
         out.append(Column(name, values, missing))  # passed through as it came
     if settings.date_field is not None:
-        dates = [None if reasons[i] is not None else utc_date(m.sent_timestamp_ms) for i, m in enumerate(batch.metadata)]
+        # Records of a batch mostly share a day: each day is formatted once.
+        days = {}
+        dates: List[Optional[str]] = [None] * n
+        for i, m in enumerate(batch.metadata):
+            if reasons[i] is None:
+                day = m.sent_timestamp_ms // 86_400_000
+                text = days.get(day)
+                if text is None:
+                    text = days[day] = utc_date(m.sent_timestamp_ms)
+                dates[i] = text
         out.append(Column(settings.date_field, Values_Text(dates), []))
     return Transformed([KEEP if r is None else Outcome_Reject(r) for r in reasons], out)
 
