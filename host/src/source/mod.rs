@@ -35,6 +35,10 @@ pub struct Message {
     /// Why the body could not be read as it was sent (not UTF-8, too long), if so: the
     /// message becomes a dead letter with this reason, whatever its body looks like.
     pub unreadable: Option<String>,
+    /// The message's attributes as text pairs: SQS message attributes, system attributes
+    /// (MessageGroupId, ApproximateFirstReceiveTimestamp, ...), the SNS topic ARN. Filled by
+    /// the SQS source; empty for files. 0.2 policies see them in each record's metadata.
+    pub attributes: Vec<(String, String)>,
 }
 
 impl Message {
@@ -53,6 +57,7 @@ impl Message {
             receive_count,
             received_at: Instant::now(),
             unreadable: None,
+            attributes: Vec::new(),
         }
     }
 }
