@@ -51,7 +51,9 @@ if [ -n "$hostile" ]; then
 fi
 
 # Policies in other languages, each built by its own script (which installs its pinned
-# toolchain when missing and skips the build when nothing changed).
-for name in python-masker js-masker; do
+# toolchain when missing and skips the build when nothing changed). The -0.1 builds are the
+# same policies on contract 0.1, for `just bench`'s 0.1-against-0.2 comparison and the tests
+# that mix contracts.
+for name in python-masker js-masker python-masker-0.1 js-masker-0.1; do
   "plugins/$name/build.sh" "target/plugins/$name.wasm"
 done

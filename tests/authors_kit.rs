@@ -208,6 +208,12 @@ async fn replay_writes_each_formerly_dead_message_exactly_once() {
     env.drain(&["--policy-config", bad_config]).await;
     assert_eq!(env.rows().await.len(), 0);
     assert_eq!(env.dead_letters().await.len(), 100);
+    // Replayed from sealed bodies: none is stored in clear.
+    assert_eq!(
+        env.count("masq.dead_letters WHERE target_table = '$table' AND body IS NULL AND body_sealed IS NOT NULL")
+            .await,
+        100
+    );
 
     let policy = plugin("sha256-masker");
     let key = env.key_file.display().to_string();

@@ -15,6 +15,7 @@ mod ledger;
 mod ledger_migration;
 mod login_data_set;
 mod pgbouncer;
+mod pii_at_rest;
 mod policy_languages;
 mod receivers;
 mod redelivery;

@@ -402,7 +402,30 @@ async fn forbidden_imports_and_a_trapping_describe_are_refused_at_load() {
     );
     assert!(report.starts_with("ok: sha256-masker 0.1.0"), "{report}");
     assert!(
-        report.contains("imports:     masq:policy/pseudonym@0.1.0, masq:policy/types@0.1.0"),
+        report.contains("contract:    masq:policy@0.2.0\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("imports:     masq:policy/pseudonym@0.2.0, masq:policy/types@0.2.0"),
+        "{report}"
+    );
+    assert!(report.contains("pii:         ip, device_id\n"), "{report}");
+    // A policy built against 0.1 still loads, and says so.
+    let out = env
+        .masq(&[
+            "plugin",
+            "check",
+            plugin("python-masker-0.1").to_str().unwrap(),
+        ])
+        .await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("contract:    masq:policy@0.1.0\n"),
         "{report}"
     );
 }
@@ -447,4 +470,51 @@ async fn load_stops_on_a_broken_policy_by_the_same_rule_and_words_as_run() {
     );
     assert_eq!(good_rows(&env).await, 0);
     assert_eq!(env.ledger_count_of(&table).await, 0);
+}
+
+/// A policy that logs records' values (ip, user_id, its whole field list) at every level:
+/// masq's log must carry none of them, only the field names in their place.
+#[tokio::test]
+async fn a_policy_cannot_log_a_records_values() {
+    let env = TestEnv::new("logleak").await;
+    let table = hostile_table(&env).await;
+    let bodies: Vec<String> = (0..25)
+        .map(|i| {
+            format!(
+                r#"{{"user_id": "good-{i}", "ip": "203.0.113.{}"}}"#,
+                100 + i
+            )
+        })
+        .collect();
+    env.send(&bodies).await;
+    let plugin = plugin("hostile-log-values");
+    let key = env.key_file.display().to_string();
+    let mut args = hostile_args(&key, plugin.to_str().unwrap(), &table, &[]);
+    args.insert(1, "--drain");
+    let out = env
+        .command(&args)
+        .env("MASQ_LOG", "debug")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, log) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{log}");
+    assert!(stdout.contains("written 25"), "{stdout}");
+    // The lines were logged (three per record), with the fields named instead of the values.
+    assert!(
+        log.contains("user <field user_id> logged in from ip=<field ip>;"),
+        "{log}"
+    );
+    assert!(log.contains(r#"Value::Text("<field ip>")"#), "{log}");
+    for i in 0..25 {
+        let ip = format!("203.0.113.{}", 100 + i);
+        assert!(!log.contains(&ip), "ip {ip} reached the log:\n{log}");
+        assert!(
+            !log.contains(&format!("good-{i}\"")) && !log.contains(&format!("good-{i} ")),
+            "user_id good-{i} reached the log:\n{log}"
+        );
+    }
 }

@@ -381,6 +381,10 @@ pub struct KeyArgs {
     /// spaces such as IP addresses; for compatibility with existing unkeyed tables only.
     #[arg(long, env = "MASQ_UNKEYED")]
     pub unkeyed: bool,
+    /// Without a key file, store dead-letter bodies in clear (PII included) instead of only
+    /// their shape. With a key file they are always sealed.
+    #[arg(long, env = "MASQ_DEAD_LETTER_PLAINTEXT", conflicts_with = "key_file")]
+    pub dead_letter_plaintext: bool,
 }
 
 /// The target table.

@@ -106,6 +106,8 @@ impl cli::QueueArgs {
 pub struct Common {
     pub policy: PolicyConfig,
     pub keys: KeySource,
+    /// `--dead-letter-plaintext`: unkeyed dead letters keep their body in clear.
+    pub dead_letter_plaintext: bool,
     pub database: Database,
     pub table: TableName,
     /// How long the ledger remembers a message.
@@ -117,6 +119,7 @@ impl Common {
         Ok(Common {
             policy: PolicyConfig::from_args(&args.policy, pin),
             keys: KeySource::from_args(&args.keys)?,
+            dead_letter_plaintext: args.keys.dead_letter_plaintext,
             database: args.database.database()?,
             table: TableName::parse(&args.table.table)?,
             retention: args.ledger.ledger_retention,

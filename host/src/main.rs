@@ -89,8 +89,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::DeadLetters { command } => printed(match command {
             DeadLettersCommand::List(t) => {
-                commands::dead_letters::list(&DbConfig::from_args(&t.database, &t.table.table, None)?)
-                    .await?
+                commands::dead_letters::list(&DbConfig::from_args(
+                    &t.database,
+                    &t.table.table,
+                    None,
+                )?)
+                .await?
             }
             DeadLettersCommand::Show {
                 target: t,

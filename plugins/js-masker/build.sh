@@ -8,7 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 out="${1:?usage: build.sh <output.wasm>}"
 
-if [ -f "$out" ] && [ -z "$(find "$here/src" "$here/build.mjs" "$here/build.sh" "$here/package-lock.json" "$repo/wit" -newer "$out" | head -1)" ]; then
+if [ -f "$out" ] && [ -z "$(find "$here/src" "$here/build.mjs" "$here/build.sh" "$here/package-lock.json" "$repo/wit/v0.2" -newer "$out" | head -1)" ]; then
   echo "up to date: $out"
   exit 0
 fi

@@ -8,7 +8,7 @@ repo="$(cd "$here/../.." && pwd)"
 out="${1:?usage: build.sh <output.wasm>}"
 version=0.25.1
 
-if [ -f "$out" ] && [ -z "$(find "$here" "$repo/wit" -newer "$out" \( -name '*.py' -o -name '*.wit' -o -name build.sh \) -not -path '*/__pycache__/*' | head -1)" ]; then
+if [ -f "$out" ] && [ -z "$(find "$here" "$repo/wit/v0.2" -newer "$out" \( -name '*.py' -o -name '*.wit' -o -name build.sh \) -not -path '*/__pycache__/*' | head -1)" ]; then
   echo "up to date: $out"
   exit 0
 fi
@@ -22,7 +22,7 @@ fi
 # pseudonym-policy-plugin: componentize-py imports every interface of its world, used or not,
 # and a policy importing `seal` is refused under `masq run --unkeyed`.
 started=$SECONDS
-componentize-py --quiet -d "$repo/wit" -w pseudonym-policy-plugin componentize --stub-wasi app \
+componentize-py --quiet -d "$repo/wit/v0.2" -w pseudonym-policy-plugin componentize --stub-wasi app \
   -p "$here" -o "$out.tmp"
 mv "$out.tmp" "$out" # a build cut short leaves no output that looks up to date
 echo "built $out ($(stat -c %s "$out") bytes, $((SECONDS - started)) s)"

@@ -2,7 +2,7 @@
 //! PostgreSQL, `masq` processes to start, stop and kill, and the exactly-once check.
 
 use crate::support::{
-    MASQ, TestDir, create_queue, queue_depth, send_bodies, sqs_client, write_key_file,
+    MASQ, TestDir, create_queue, open_body, queue_depth, send_bodies, sqs_client, write_key_file,
 };
 // The scenarios' everyday helpers, from tests/support; `sqs_endpoint` is the SQS server
 // itself, as opposed to a fault proxy in front of it.
@@ -383,13 +383,22 @@ impl ChaosEnv {
         .await;
         let bodies: Vec<String> = client
             .query(
-                "SELECT body FROM masq.dead_letters WHERE target_table = $1",
+                "SELECT message_id, body, body_sealed, key_id, body_shape::text \
+                 FROM masq.dead_letters WHERE target_table = $1",
                 &[t],
             )
             .await
             .unwrap()
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| {
+                open_body(
+                    &self.key_file,
+                    r.get(0),
+                    r.get(1),
+                    r.get::<_, Option<Vec<u8>>>(2).zip(r.get(3)),
+                    r.get(4),
+                )
+            })
             .collect();
         let depth = self.depth().await;
         eprintln!(

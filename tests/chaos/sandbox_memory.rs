@@ -43,6 +43,7 @@ fn record(user_id: &str, poison: bool) -> Record {
             sent_timestamp_ms: 0,
             receive_count: 1,
             source: "test".into(),
+            attributes: Vec::new(),
         },
         fields,
     }

@@ -153,6 +153,26 @@ pub async fn queue_depth(sqs: &SqsClient, queue_url: &str) -> (u64, u64) {
 }
 
 /// Writes a key file holding one 32-byte key, `key_id`, active; owner-only, as masq demands.
+/// A dead letter's body as masq stored it: in clear, sealed (opened here with `key_file`, as
+/// `masq dead-letters show` does), or only its shape (its JSON text).
+pub fn open_body(
+    key_file: &Path,
+    message_id: &str,
+    clear: Option<String>,
+    sealed: Option<(Vec<u8>, String)>,
+    shape: Option<String>,
+) -> String {
+    if let Some((bytes, key_id)) = sealed {
+        let ring = masq::keys::KeyRing::load(key_file).expect("the test's key file loads");
+        let letter = masq::keys::SealedLetter { key_id, bytes };
+        let plain = ring
+            .open_letter(&letter, message_id)
+            .expect("a sealed dead letter opens with the key that sealed it");
+        return String::from_utf8(plain).expect("a sealed body is text");
+    }
+    clear.or(shape).expect("a dead letter has a body, sealed or in clear, or its shape")
+}
+
 pub fn write_key_file(path: &Path, key_id: &str, key: &[u8]) {
     std::fs::write(
         path,
@@ -222,20 +242,26 @@ pub struct TestEnv {
     pub key_file: PathBuf,
     pub key: Vec<u8>,
     pub key_id: String,
+    /// The database this test's masq commands write to (the shared test database, unless
+    /// the test made its own).
+    pub database_url: String,
     dir: TestDir,
 }
 
 impl TestEnv {
     pub async fn new(name: &str) -> TestEnv {
+        TestEnv::new_in(name, &database_url()).await
+    }
+
+    /// As `new`, writing to the database at `url` (a test's own, to dump it whole).
+    pub async fn new_in(name: &str, url: &str) -> TestEnv {
         let suffix = random_hex(4);
         let sqs = sqs_client().await;
         let queue_url = create_queue(&sqs, &format!("{name}-{suffix}")).await;
 
-        let (db, conn) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+        let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| {
-                panic!("cannot reach {}: {e}; run `just services`", database_url())
-            });
+            .unwrap_or_else(|e| panic!("cannot reach {url}: {e}; run `just services`"));
         tokio::spawn(conn);
 
         let dir = TestDir::new(name);
@@ -253,6 +279,7 @@ impl TestEnv {
             key_file,
             key,
             key_id,
+            database_url: url.to_string(),
             dir,
         };
         let out = env.masq(&["db", "init"]).await;
@@ -272,7 +299,7 @@ impl TestEnv {
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("DATABASE_URL", database_url())
+            .env("DATABASE_URL", &self.database_url)
             .env("MASQ_QUEUE_URL", &self.queue_url)
             .env("MASQ_TABLE", &self.table)
             .env("MASQ_LOG_FORMAT", "text")
@@ -360,17 +387,29 @@ impl TestEnv {
         self.db.query_one(&sql, &[]).await.unwrap().get(0)
     }
 
-    /// This table's dead letters: (body, reason, stage).
+    /// This table's dead letters: (body, reason, stage). A sealed body is opened with this
+    /// test's key file; one stored without a key file gives its shape's JSON text.
     pub async fn dead_letters(&self) -> Vec<(String, String, String)> {
-        self.db
+        let rows = self
+            .db
             .query(
-                "SELECT body, reason, stage FROM masq.dead_letters WHERE target_table = $1 ORDER BY id",
+                "SELECT message_id, body, body_sealed, key_id, body_shape::text, reason, stage \
+                 FROM masq.dead_letters WHERE target_table = $1 ORDER BY id",
                 &[&self.table],
             )
             .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                let body = open_body(
+                    &self.key_file,
+                    r.get(0),
+                    r.get(1),
+                    r.get::<_, Option<Vec<u8>>>(2).zip(r.get(3)),
+                    r.get(4),
+                );
+                (body, r.get(5), r.get(6))
+            })
             .collect()
     }
 

@@ -13,6 +13,19 @@ pub async fn init(config: &DbConfig) -> anyhow::Result<String> {
     let mut client = database.connect().await?;
     let report = tables::create(&mut client, database, table, config.retention).await?;
     let mut out = format!("ready: table {table}, masq.ledger, masq.dead_letters\n");
+    let _ = writeln!(
+        out,
+        "dead letters: run masq with --key-file to keep their bodies sealed and recoverable \
+         (`masq dead-letters show`, `masq replay`); without a key file only their shape is kept"
+    );
+    if report.clear_letters > 0 {
+        let _ = writeln!(
+            out,
+            "{} dead letter(s) of an earlier masq hold their body in clear: seal them with \
+             `masq dead-letters seal --key-file FILE`",
+            report.clear_letters
+        );
+    }
     if let Some(m) = report.migrated {
         let _ = writeln!(
             out,
@@ -24,9 +37,9 @@ pub async fn init(config: &DbConfig) -> anyhow::Result<String> {
     if !report.revoked.is_empty() {
         let _ = writeln!(
             out,
-            "revoked every privilege on masq.dead_letters (raw message bodies) from {}: only its \
-             owner {} (and superusers) can read it. Grant SELECT deliberately to people allowed to \
-             see raw PII",
+            "revoked every privilege on masq.dead_letters from {}: only its owner {} (and \
+             superusers) can read it. Its bodies are sealed, but its reasons, ids and times are \
+             not: grant SELECT deliberately",
             report.revoked.join(", "),
             report.owner
         );

@@ -8,6 +8,8 @@ use crate::keys::{KeyRing, SealedLetter};
 use anyhow::{Context, bail};
 use std::fmt::Write as _;
 use std::path::Path;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
 
 /// Dead letters shown by `list`, newest first.
 const LIST_LIMIT: i64 = 50;
@@ -74,18 +76,15 @@ pub async fn list(config: &DbConfig) -> anyhow::Result<String> {
 /// unless every one opens.
 pub async fn show(config: &DbConfig, ids: &[i64], key_file: &Path) -> anyhow::Result<String> {
     let ring = KeyRing::load(key_file)?;
-    let (database, table) = (&config.database, config.table.to_string());
-    let client = database.connect().await?;
-    let rows = database
-        .answer(
-            "reading dead letters",
-            client.query(
-                "SELECT id, message_id, body, body_sealed, key_id, body_shape::text \
-                 FROM masq.dead_letters WHERE target_table = $1 AND id = ANY($2) ORDER BY id",
-                &[&table, &ids],
-            ),
-        )
-        .await?;
+    let table = config.table.to_string();
+    let (_, rows) = query(
+        config,
+        "reading dead letters",
+        "SELECT id, message_id, body, body_sealed, key_id, body_shape::text \
+         FROM masq.dead_letters WHERE target_table = $1 AND id = ANY($2) ORDER BY id",
+        &[&ids],
+    )
+    .await?;
     let found: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     if let Some(missing) = ids.iter().find(|id| !found.contains(id)) {
         bail!("table {table} has no dead letter {missing}: `masq dead-letters list` shows the ids");
@@ -135,17 +134,14 @@ pub async fn show(config: &DbConfig, ids: &[i64], key_file: &Path) -> anyhow::Re
 pub async fn seal(config: &DbConfig, key_file: &Path) -> anyhow::Result<String> {
     let ring = KeyRing::load(key_file)?;
     let (database, table) = (&config.database, config.table.to_string());
-    let client = database.connect().await?;
-    let clear = database
-        .answer(
-            "reading clear-text dead letters",
-            client.query(
-                "SELECT id, message_id, body FROM masq.dead_letters \
-                 WHERE target_table = $1 AND body IS NOT NULL AND body_sealed IS NULL ORDER BY id",
-                &[&table],
-            ),
-        )
-        .await?;
+    let (client, clear) = query(
+        config,
+        "reading clear-text dead letters",
+        "SELECT id, message_id, body FROM masq.dead_letters \
+         WHERE target_table = $1 AND body IS NOT NULL AND body_sealed IS NULL ORDER BY id",
+        &[],
+    )
+    .await?;
     for row in &clear {
         let (id, message_id, body): (i64, &str, &str) = (row.get(0), row.get(1), row.get(2));
         let sealed = ring.seal_letter(body.as_bytes(), message_id);
@@ -165,4 +161,23 @@ pub async fn seal(config: &DbConfig, key_file: &Path) -> anyhow::Result<String> 
         clear.len(),
         ring.active_id()
     ))
+}
+
+/// Connects and runs one query over the table's dead letters: `$1` is the table's name, `more`
+/// the parameters after it. The connection stays open for what follows.
+async fn query(
+    config: &DbConfig,
+    what: &str,
+    sql: &str,
+    more: &[&(dyn ToSql + Sync)],
+) -> anyhow::Result<(Client, Vec<Row>)> {
+    let table = config.table.to_string();
+    let client = config.database.connect().await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&table];
+    params.extend_from_slice(more);
+    let rows = config
+        .database
+        .answer(what, client.query(sql, &params))
+        .await?;
+    Ok((client, rows))
 }

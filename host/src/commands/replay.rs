@@ -4,6 +4,7 @@
 
 use super::{ending, exit_code, setup};
 use crate::config::ReplayConfig;
+use crate::keys::Pseudonymizer;
 use crate::ops::metrics::Counters;
 use crate::pipeline::batch::Provenance;
 use crate::sink::postgres::WriteMode;
@@ -16,7 +17,21 @@ pub async fn run(config: ReplayConfig) -> anyhow::Result<ExitCode> {
     let started = setup::start(common).await?;
     let provenance = Provenance::of(&started.policy);
     let ledger = setup::ledger(common, true).await?;
-    let source = DeadLetterSource::new(&common.database, &common.table.to_string());
+    // Sealed bodies open with the same key file (every key of it, so letters sealed before a
+    // rotation open too).
+    let ring = match &*started.keys.current() {
+        Pseudonymizer::Keyed(ring) => Some(ring.clone()),
+        Pseudonymizer::Unkeyed => None,
+    };
+    let source = DeadLetterSource::new(&common.database, &common.table.to_string(), ring);
+    let shape_only = source.shape_only().await?;
+    if shape_only > 0 {
+        tracing::warn!(
+            count = shape_only,
+            "dead letters stored without a key file hold only their body's shape and cannot be \
+             replayed; they stay in masq.dead_letters"
+        );
+    }
     let (counters, stopped) = setup::drive_to_end(
         common,
         started,
@@ -38,5 +53,8 @@ pub async fn run(config: ReplayConfig) -> anyhow::Result<ExitCode> {
         c(&counters.dead_lettered),
         c(&counters.duplicates),
     );
+    if shape_only > 0 {
+        println!("{shape_only} dead letter(s) hold only their body's shape (stored without a key file): not replayable");
+    }
     Ok(exit_code(&counters))
 }

@@ -94,6 +94,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
     let result = setup::drive(
         common,
         &started.schema,
+        &started.bodies,
         &ledger,
         source.clone(),
         WriteMode::Fresh,

@@ -11,6 +11,7 @@ use crate::pipeline::decide::PolicyStep;
 use crate::policy::reload::PolicyLoader;
 use crate::policy::{PolicyHost, PolicyRuntime};
 use crate::sink::ledger::Ledger;
+use crate::sink::letter_body::LetterBodies;
 use crate::sink::postgres::{PostgresSink, WriteMode};
 use crate::sink::schema::TableSchema;
 use crate::source::Source;
@@ -38,6 +39,8 @@ pub fn pseudonymizer(keys: &KeySource) -> anyhow::Result<Pseudonymizer> {
 /// Everything a pipeline command has once start-up passed.
 pub struct Started {
     pub keys: Arc<Keys>,
+    /// How the sinks keep dead-letter bodies: sealed with the same (rotating) keys.
+    pub bodies: LetterBodies,
     pub schema: Arc<TableSchema>,
     /// What it takes to check the next version of the policy (hot reload).
     pub loader: PolicyLoader,
@@ -47,6 +50,12 @@ pub struct Started {
 /// Loads the key, reads the table's columns, then loads and checks the policy against them.
 pub async fn start(common: &Common) -> anyhow::Result<Started> {
     let keys = Arc::new(Keys::new(pseudonymizer(&common.keys)?));
+    let bodies = LetterBodies::new(keys.clone(), common.dead_letter_plaintext);
+    if common.dead_letter_plaintext {
+        tracing::warn!("{}", bodies.describe());
+    } else {
+        tracing::info!("{}", bodies.describe());
+    }
     let table = &common.table;
     let database = &common.database;
     let client = database.connect().await?;
@@ -84,6 +93,7 @@ pub async fn start(common: &Common) -> anyhow::Result<Started> {
     );
     Ok(Started {
         keys,
+        bodies,
         schema,
         loader,
         policy,
@@ -121,6 +131,7 @@ pub async fn drive_to_end<S: Source>(
     let stopped = drive(
         common,
         &started.schema,
+        &started.bodies,
         ledger,
         source,
         mode,
@@ -140,6 +151,7 @@ pub async fn drive_to_end<S: Source>(
 pub async fn drive<S: Source>(
     common: &Common,
     schema: &Arc<TableSchema>,
+    bodies: &LetterBodies,
     ledger: &Arc<Ledger>,
     source: S,
     mode: WriteMode,
@@ -149,8 +161,14 @@ pub async fn drive<S: Source>(
 ) -> anyhow::Result<bool> {
     let mut sinks = Vec::with_capacity(pipeline.workers);
     for _ in 0..pipeline.workers {
-        let sink =
-            PostgresSink::connect(&common.database, schema.clone(), ledger.clone(), mode).await?;
+        let sink = PostgresSink::connect(
+            &common.database,
+            schema.clone(),
+            ledger.clone(),
+            mode,
+            bodies.clone(),
+        )
+        .await?;
         sinks.push(sink);
     }
     let stop = CancellationToken::new();

@@ -3,7 +3,7 @@
 //! use); `masq plugin test` calls `decide` directly.
 
 use super::batch::{Item, Provenance, Stage, Verdict};
-use super::scrub::scrub;
+use super::scrub::scrub_declared;
 use crate::policy::{ActivePolicy, BatchError, Canary, Metadata, Outcome, PolicyHost, Record};
 use crate::sink::sql::storable;
 use crate::source::decode::decode_body;
@@ -107,6 +107,7 @@ pub async fn decide(
                         sent_timestamp_ms: item.message.sent_ms,
                         receive_count: item.message.receive_count,
                         source: source_name.to_string(),
+                        attributes: item.message.attributes.clone(),
                     },
                     fields,
                 });
@@ -132,7 +133,9 @@ pub async fn decide(
     };
     for ((i, outcome), record) in record_of.into_iter().zip(outcomes).zip(&records) {
         // Whatever the policy says goes into a stored reason without the record's values.
-        let clean = |reason: &str| storable(&scrub(reason, &record.fields)).into_owned();
+        let clean = |reason: &str| {
+            storable(&scrub_declared(reason, &record.fields, policy.pii())).into_owned()
+        };
         items[i].verdict = match outcome {
             Ok(Outcome::Keep(fields)) => Verdict::Row(fields),
             Ok(Outcome::Drop) => Verdict::Drop,

@@ -148,8 +148,14 @@ impl Held {
 
     /// A receiver found the queue empty: parks it, and says whether the queue is drained.
     pub(super) fn park(&self, receiver: usize) -> bool {
+        self.leave(receiver, Slot::Parked)
+    }
+
+    /// Puts `receiver` in a slot that no longer polls (parked or gone), wakes everyone if that
+    /// drains the source, and says whether it did.
+    fn leave(&self, receiver: usize, slot: Slot) -> bool {
         let mut s = self.inner.lock().expect("held lock");
-        s.receivers[receiver] = Slot::Parked;
+        s.receivers[receiver] = slot;
         let drained = s.check_drained();
         drop(s);
         if drained {
@@ -175,13 +181,7 @@ impl Held {
 
     /// The receiver of slot `receiver` stopped: it no longer counts for the drain decision.
     pub(super) fn retire(&self, receiver: usize) {
-        let mut s = self.inner.lock().expect("held lock");
-        s.receivers[receiver] = Slot::Absent;
-        let drained = s.check_drained();
-        drop(s);
-        if drained {
-            self.wake.notify_waiters();
-        }
+        self.leave(receiver, Slot::Absent);
     }
 }
 

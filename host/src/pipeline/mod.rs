@@ -100,8 +100,7 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
     // waits (and says so to the pool: the workers are the bottleneck). What masq holds stays
     // bounded.
     let chunk = source.max_chunk().max(1);
-    let (tx, rx) =
-        mpsc::channel::<Vec<Message>>(workers * config.batch_size.div_ceil(chunk) + 4);
+    let (tx, rx) = mpsc::channel::<Vec<Message>>(workers * config.batch_size.div_ceil(chunk) + 4);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let pool = receivers::Pool {
         source: source.clone(),

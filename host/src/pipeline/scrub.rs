@@ -10,41 +10,87 @@ use crate::policy::{Field, Value};
 /// string would leave a reason unreadable.
 const SHORTEST_SECRET: usize = 4;
 
+/// Values of a field the policy declares PII (0.2 `configured.pii`) are cut from this length:
+/// the policy says they are personal, so only a single character, which names nobody and
+/// would shred every word it occurs in, stays.
+const SHORTEST_PII: usize = 2;
+
 /// `reason` with every value of `fields` (4+ characters) replaced by `<field NAME>`.
 pub fn scrub(reason: &str, fields: &[Field]) -> String {
-    let mut secrets: Vec<(String, &str)> = Vec::new();
+    scrub_declared(reason, fields, &[])
+}
+
+/// `scrub`, with the values of the fields named in `pii` cut from two characters on.
+pub fn scrub_declared(reason: &str, fields: &[Field], pii: &[String]) -> String {
+    let mut secrets = Secrets::default();
     for field in fields {
-        let mut push = |text: String| {
-            if text.chars().count() >= SHORTEST_SECRET {
-                secrets.push((text, field.name.as_str()));
-            }
-        };
-        match &field.value {
-            Value::Text(t) => push(t.clone()),
-            Value::Integer(i) => push(i.to_string()),
-            Value::Float(f) => push(f.to_string()),
-            Value::Json(j) => {
-                push(j.clone());
-                // A policy may quote a string inside an array or object on its own.
-                if let Ok(json) = serde_json::from_str::<serde_json::Value>(j) {
-                    strings_in(&json, &mut |s| push(s.to_string()));
-                }
-            }
+        secrets.add(&field.name, &field.value, pii.contains(&field.name));
+    }
+    secrets.scrub(reason)
+}
+
+/// The texts to cut out of a reason or a log line, each with the field it came from. Filled
+/// from whatever shape the records have (fields of a record, columns of a 0.2 batch), so a
+/// policy's log lines and its reasons are held to one rule.
+#[derive(Default)]
+pub struct Secrets<'a> {
+    list: Vec<(std::borrow::Cow<'a, str>, &'a str)>,
+}
+
+impl<'a> Secrets<'a> {
+    /// Adds a value of field `name`; `pii` when the policy declared the field personal.
+    pub fn add(&mut self, name: &'a str, value: &'a Value, pii: bool) {
+        match value {
+            Value::Text(t) => self.add_text(name, t, pii),
+            Value::Integer(i) => self.add_owned(name, i.to_string(), pii),
+            Value::Float(f) => self.add_owned(name, f.to_string(), pii),
+            Value::Json(j) => self.add_json(name, j, pii),
             Value::Boolean(_) | Value::Null => {}
         }
     }
-    if secrets.is_empty() {
-        return reason.to_string();
-    }
-    // Longest first: a value that contains another is cut whole.
-    secrets.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-    let mut out = reason.to_string();
-    for (secret, name) in secrets {
-        if out.contains(&secret) {
-            out = out.replace(&secret, &format!("<field {name}>"));
+
+    /// Adds a text value (a string, or a number's text).
+    pub fn add_text(&mut self, name: &'a str, text: &'a str, pii: bool) {
+        if long_enough(text, pii) {
+            self.list.push((std::borrow::Cow::Borrowed(text), name));
         }
     }
-    out
+
+    pub fn add_owned(&mut self, name: &'a str, text: String, pii: bool) {
+        if long_enough(&text, pii) {
+            self.list.push((std::borrow::Cow::Owned(text), name));
+        }
+    }
+
+    /// Adds a JSON array or object: its whole text, and every string inside, since a policy
+    /// may quote one on its own.
+    pub fn add_json(&mut self, name: &'a str, json: &'a str, pii: bool) {
+        self.add_text(name, json, pii);
+        if let Ok(parsed) = serde_json::from_str::<serde_json::Value>(json) {
+            strings_in(&parsed, &mut |s| self.add_owned(name, s.to_string(), pii));
+        }
+    }
+
+    /// `text` with every secret replaced by `<field NAME>`, the longest first, so a value
+    /// that contains another is cut whole.
+    pub fn scrub(mut self, text: &str) -> String {
+        if self.list.is_empty() {
+            return text.to_string();
+        }
+        self.list.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let mut out = text.to_string();
+        for (secret, name) in &self.list {
+            if out.contains(secret.as_ref()) {
+                out = out.replace(secret.as_ref(), &format!("<field {name}>"));
+            }
+        }
+        out
+    }
+}
+
+fn long_enough(text: &str, pii: bool) -> bool {
+    let shortest = if pii { SHORTEST_PII } else { SHORTEST_SECRET };
+    text.chars().nth(shortest - 1).is_some()
 }
 
 fn strings_in(json: &serde_json::Value, found: &mut impl FnMut(&str)) {
@@ -92,6 +138,18 @@ mod tests {
         assert_eq!(
             scrub("missing field(s): user_id", &record),
             "missing field(s): user_id"
+        );
+    }
+
+    #[test]
+    fn declared_pii_is_cut_from_two_characters() {
+        let record = [
+            field("initials", Value::Text("JD".into())),
+            field("zone", Value::Text("EU".into())),
+        ];
+        assert_eq!(
+            scrub_declared("JD in EU", &record, &["initials".to_string()]),
+            "<field initials> in EU"
         );
     }
 

@@ -1,11 +1,11 @@
 //! `PolicyHost`: compiles a policy component once, checks it at load, and runs every batch in
 //! a fresh instance so no state crosses batches. Each run is bounded by a wall-clock deadline
-//! (epoch interruption: cheap, unlike fuel) and a memory cap.
+//! (epoch interruption: cheap, unlike fuel) and a memory cap. A policy of either contract
+//! (0.1 or 0.2) loads; which one it implements is decided once, at load.
 
-use super::bindings::{PolicyPlugin, PolicyPluginPre};
 use super::imports::{Sandbox, check_imports, is_seal_import};
 use super::runtime::{EPOCH_TICK, PolicyRuntime};
-use super::{Outcome, PolicyInfo, Record};
+use super::{Outcome, PolicyInfo, Record, contract_v01 as v01, contract_v02 as v02};
 use crate::keys::Keys;
 use anyhow::bail;
 use sha2::{Digest, Sha256};
@@ -55,16 +55,57 @@ pub enum BatchError {
     Configure(String),
     #[error("policy returned {got} outcomes for {expected} records")]
     WrongCount { got: usize, expected: usize },
+    #[error("policy's answer cannot be read as rows: {0}")]
+    Malformed(String),
     #[error("policy output refused: {0}")]
     Output(String),
 }
 
+/// The policy contract a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `masq:policy@0.1.0`: a list of records, each field with its name.
+    V01,
+    /// `masq:policy@0.2.0`: a columnar batch, host calls a column at a time.
+    V02,
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Contract::V01 => v01::CONTRACT,
+            Contract::V02 => v02::CONTRACT,
+        })
+    }
+}
+
+/// A compiled, linked component, ready to instantiate, by contract.
+enum Pre {
+    V01(v01::PolicyPluginPre<Sandbox>),
+    V02(v02::PolicyPluginPre<Sandbox>),
+}
+
+/// One instance of the policy, by contract.
+enum Plugin {
+    V01(v01::PolicyPlugin),
+    V02(v02::PolicyPlugin),
+}
+
+/// What `configure` answered.
+struct Configured {
+    writes: Vec<String>,
+    pii: Vec<String>,
+}
+
 pub struct PolicyHost {
     runtime: Arc<PolicyRuntime>,
-    pre: PolicyPluginPre<Sandbox>,
+    pre: Pre,
     info: PolicyInfo,
     /// The fields the policy writes under the operator's configuration.
     writes: Vec<String>,
+    /// The input fields the policy declares PII under the operator's configuration (0.2;
+    /// empty for 0.1, which cannot say).
+    pii: Arc<[String]>,
     imports: Vec<String>,
     compile: Duration,
     digest: String,
@@ -108,9 +149,20 @@ impl PolicyHost {
                  import only masq:policy/pseudonym, masq:policy/seal, masq:policy/log and WASI"
             )
         })?;
-        let pre = PolicyPluginPre::new(instance_pre).map_err(|e| {
-            anyhow::anyhow!("policy {origin} does not implement the world masq:policy/policy-plugin@0.1.0: {e:#}")
-        })?;
+        // 0.2 first: a component exports one contract's `policy`, and 0.2 is where new
+        // policies are written.
+        let pre = match v02::PolicyPluginPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V02(pre),
+            Err(e02) => Pre::V01(v01::PolicyPluginPre::new(instance_pre).map_err(|e01| {
+                anyhow::anyhow!(
+                    "policy {origin} implements neither policy contract masq runs: as {} it fails with: {e02:#}; as {}: {e01:#}. Build it against \
+                     wit/v0.2/policy.wit (world policy-plugin or pseudonym-policy-plugin), see \
+                     docs/policy-authors.md",
+                    v02::CONTRACT,
+                    v01::CONTRACT
+                )
+            })?),
+        };
 
         let mut host = PolicyHost {
             runtime,
@@ -123,6 +175,7 @@ impl PolicyHost {
                 settings: Vec::new(),
             },
             writes: Vec::new(),
+            pii: Arc::from(Vec::new()),
             imports,
             compile: started.elapsed(),
             digest,
@@ -135,15 +188,19 @@ impl PolicyHost {
         let (mut store, plugin) = host
             .instantiate(load_started)
             .map_err(|e| anyhow::anyhow!("policy {origin} failed to start: {e}"))?;
-        let info = plugin
-            .masq_policy_policy()
-            .call_describe(&mut store)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "policy {origin}: `describe` failed: {}",
-                    host.classify(e, &store, load_started)
-                )
-            })?;
+        let info = match &plugin {
+            Plugin::V01(p) => p.masq_policy_policy().call_describe(&mut store),
+            Plugin::V02(p) => p
+                .masq_policy_policy()
+                .call_describe(&mut store)
+                .map(v02::info),
+        }
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "policy {origin}: `describe` failed: {}",
+                host.classify(e, &store, load_started)
+            )
+        })?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             bail!("policy {origin}: `describe` must return a name and a version");
         }
@@ -164,9 +221,11 @@ impl PolicyHost {
         }
         host.name = Arc::from(info.name.as_str());
         host.info = info;
-        host.writes = host
+        let configured = host
             .configure(&mut store, &plugin, load_started)
             .map_err(|e| anyhow::anyhow!("policy {origin}: {e}"))?;
+        host.writes = configured.writes;
+        host.pii = Arc::from(configured.pii);
         tracing::debug!(
             policy = %host.info.name,
             version = %host.info.version,
@@ -184,6 +243,19 @@ impl PolicyHost {
     /// The fields the policy writes with the operator's configuration.
     pub fn writes(&self) -> &[String] {
         &self.writes
+    }
+
+    /// The input fields the policy declares PII with the operator's configuration (0.2).
+    pub fn pii(&self) -> &[String] {
+        &self.pii
+    }
+
+    /// The contract the component implements.
+    pub fn contract(&self) -> Contract {
+        match self.pre {
+            Pre::V01(_) => Contract::V01,
+            Pre::V02(_) => Contract::V02,
+        }
     }
 
     /// What the component imports (all on the allowlist).
@@ -211,10 +283,14 @@ impl PolicyHost {
         let started = Instant::now();
         let (mut store, plugin) = self.instantiate(started)?;
         self.configure(&mut store, &plugin, started)?;
-        let outcomes = plugin
-            .masq_policy_policy()
-            .call_transform(&mut store, batch)
-            .map_err(|e| self.classify(e, &store, started))?;
+        store.data_mut().pii = self.pii.clone();
+        let outcomes = match &plugin {
+            Plugin::V01(p) => v01::transform(p, &mut store, batch)
+                .map_err(|e| self.classify(e, &store, started))?,
+            Plugin::V02(p) => v02::transform(p, &mut store, batch)
+                .map_err(|e| self.classify(e, &store, started))?
+                .map_err(|why| BatchError::Malformed(why.0))?,
+        };
         if store.data().log_dropped > 0 {
             tracing::warn!(policy = %self.name, dropped = store.data().log_dropped, "policy logged too much; lines dropped");
         }
@@ -295,7 +371,7 @@ impl PolicyHost {
         Ok(outcome)
     }
 
-    fn instantiate(&self, started: Instant) -> Result<(Store<Sandbox>, PolicyPlugin), BatchError> {
+    fn instantiate(&self, started: Instant) -> Result<(Store<Sandbox>, Plugin), BatchError> {
         let sandbox = Sandbox::new(
             self.keys.current(),
             self.name.clone(),
@@ -311,25 +387,45 @@ impl PolicyHost {
             + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let plugin = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(e, &store, started))?;
+        let plugin = match &self.pre {
+            Pre::V01(pre) => pre.instantiate(&mut store).map(Plugin::V01),
+            Pre::V02(pre) => pre.instantiate(&mut store).map(Plugin::V02),
+        }
+        .map_err(|e| self.classify(e, &store, started))?;
         Ok((store, plugin))
     }
 
-    /// Configures an instance; returns the fields this configuration writes.
+    /// Configures an instance; returns the fields this configuration writes and those it
+    /// declares PII.
     fn configure(
         &self,
         store: &mut Store<Sandbox>,
-        plugin: &PolicyPlugin,
+        plugin: &Plugin,
         started: Instant,
-    ) -> Result<Vec<String>, BatchError> {
-        plugin
-            .masq_policy_policy()
-            .call_configure(&mut *store, &self.options.config)
-            .map_err(|e| self.classify(e, store, started))?
-            .map_err(BatchError::Configure)
+    ) -> Result<Configured, BatchError> {
+        let config = &self.options.config;
+        match plugin {
+            Plugin::V01(p) => p
+                .masq_policy_policy()
+                .call_configure(&mut *store, config)
+                .map(|r| {
+                    r.map(|writes| Configured {
+                        writes,
+                        pii: Vec::new(),
+                    })
+                }),
+            Plugin::V02(p) => p
+                .masq_policy_policy()
+                .call_configure(&mut *store, config)
+                .map(|r| {
+                    r.map(|c| Configured {
+                        writes: c.writes,
+                        pii: c.pii,
+                    })
+                }),
+        }
+        .map_err(|e| self.classify(e, store, started))?
+        .map_err(BatchError::Configure)
     }
 
     fn classify(

@@ -1,8 +1,11 @@
 //! What a policy can reach from inside its sandbox: the `pseudonym`, `seal` and `log`
-//! imports, an empty WASI context, and the limits on its memory. One `Sandbox` lives for one
-//! batch.
+//! imports of both contracts (0.1 one value per call, 0.2 a column per call), an empty WASI
+//! context, and the limits on its memory. One `Sandbox` lives for one batch. Log lines are
+//! scrubbed of the batch's values here: the log is not masked.
 
-use super::bindings::masq::policy::{log, pseudonym, seal, types};
+use super::LogSecrets;
+use super::contract_v01::masq::policy::{log, pseudonym, seal, types};
+use super::contract_v02::masq::policy as v02;
 use crate::keys::Pseudonymizer;
 use anyhow::bail;
 use std::sync::Arc;
@@ -28,6 +31,12 @@ pub struct Sandbox {
     pub memory_denied: Option<usize>,
     log_lines: u32,
     pub log_dropped: u32,
+    /// The batch the policy is running on, whose values its log lines must not carry. Set
+    /// by the contract's `transform` before the call; `None` in `describe` and `configure`,
+    /// which see no record.
+    pub log_secrets: Option<Arc<dyn LogSecrets>>,
+    /// The input fields the policy declared PII (0.2), scrubbed from any length.
+    pub pii: Arc<[String]>,
 }
 
 impl Sandbox {
@@ -46,6 +55,8 @@ impl Sandbox {
             memory_denied: None,
             log_lines: 0,
             log_dropped: 0,
+            log_secrets: None,
+            pii: Arc::from(Vec::new()),
         }
     }
 }
@@ -144,19 +155,86 @@ impl seal::Host for Sandbox {
 
 impl log::Host for Sandbox {
     fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
+        };
+        self.write_log(level, message);
+    }
+}
+
+impl v02::types::Host for Sandbox {}
+
+impl v02::pseudonym::Host for Sandbox {
+    fn pseudonymize_batch(&mut self, values: Vec<String>) -> Vec<String> {
+        values.iter().map(|v| self.pseudonymizer.token(v)).collect()
+    }
+}
+
+impl v02::seal::Host for Sandbox {
+    fn seal_batch(&mut self, values: Vec<String>) -> wasmtime::Result<Vec<String>> {
+        let mut out = Vec::with_capacity(values.len());
+        for value in &values {
+            match self.pseudonymizer.seal(value) {
+                Some(token) => out.push(token),
+                // As for 0.1's `seal`: refused at load, so this only backs that check up.
+                None => wasmtime::bail!(
+                    "masq:policy/seal.seal-batch called without a key file (masq runs --unkeyed)"
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl v02::log::Host for Sandbox {
+    fn log(&mut self, level: v02::log::Level, message: String) {
+        let level = match level {
+            v02::log::Level::Debug => tracing::Level::DEBUG,
+            v02::log::Level::Info => tracing::Level::INFO,
+            v02::log::Level::Warn => tracing::Level::WARN,
+            v02::log::Level::Error => tracing::Level::ERROR,
+        };
+        self.write_log(level, message);
+    }
+}
+
+/// Most characters of one policy log line that reach the log.
+const LOG_LINE_CHARS: usize = 1000;
+/// Longest policy log line masq scrubs and logs (cut to `LOG_LINE_CHARS`); longer ones are
+/// dropped whole.
+const LOG_LINE_SCRUB_BYTES: usize = 64 << 10;
+
+impl Sandbox {
+    /// Writes a policy's log line, scrubbed of the batch's values and cut to length. The
+    /// policy is untrusted and its line is data: a record's value in it would reach masq's
+    /// logs, which are not masked.
+    fn write_log(&mut self, level: tracing::Level, message: String) {
         if self.log_lines >= LOG_LINES_PER_BATCH {
             self.log_dropped += 1;
             return;
         }
         self.log_lines += 1;
+        // Scrubbed whole, then cut: a cut first could leave half a value no longer
+        // recognised. A line too long to scrub cheaply is not logged at all.
+        if message.len() > LOG_LINE_SCRUB_BYTES {
+            let bytes = message.len();
+            tracing::warn!(policy = %self.policy_name, bytes, "policy log line over {LOG_LINE_SCRUB_BYTES} bytes dropped");
+            return;
+        }
+        let message = match &self.log_secrets {
+            Some(secrets) => secrets.scrub(&message, &self.pii),
+            None => message,
+        };
+        let message: String = message.chars().take(LOG_LINE_CHARS).collect();
         let policy = &*self.policy_name;
-        // A policy's words are data: cap their length so one call cannot fill the log.
-        let message: String = message.chars().take(1000).collect();
         match level {
-            log::Level::Debug => tracing::debug!(policy, "{message}"),
-            log::Level::Info => tracing::info!(policy, "{message}"),
-            log::Level::Warn => tracing::warn!(policy, "{message}"),
-            log::Level::Error => tracing::error!(policy, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(policy, "{message}"),
+            tracing::Level::INFO => tracing::info!(policy, "{message}"),
+            tracing::Level::WARN => tracing::warn!(policy, "{message}"),
+            _ => tracing::error!(policy, "{message}"),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! allocator, the linker with masq's imports, and the epoch ticker behind deadlines. Made once
 //! per process, so a hot swap only compiles the new component.
 
-use super::bindings::PolicyPlugin;
 use super::imports::Sandbox;
+use super::{contract_v01, contract_v02};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -63,8 +63,12 @@ impl PolicyRuntime {
         let mut linker: Linker<Sandbox> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
-        PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("cannot link masq's imports: {e:#}"))?;
+        // Both contracts' imports: their names carry the version (`masq:policy/log@0.1.0`,
+        // `...@0.2.0`), so one linker serves 0.1 and 0.2 policies.
+        contract_v01::PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link masq's 0.1 imports: {e:#}"))?;
+        contract_v02::PolicyPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link masq's 0.2 imports: {e:#}"))?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(PolicyRuntime {
             engine,

@@ -5,6 +5,7 @@
 //! - `database`: connecting, with timeouts, and errors that say where and what to do
 //! - `postgres`: `PostgresSink`, the pipeline's sink: (re)connects and sorts errors
 //! - `transaction`: one batch's transaction (ledger claim, COPY, dead letters)
+//! - `letter_body`: what of a dead letter's body is stored (sealed, its shape, or in clear)
 //! - `ledger`: the compact, partitioned ledger (claims, partitions, retention, its tables)
 //! - `schema`: the target table's columns and how a value becomes a cell
 //! - `sql`: identifier quoting, storable text, SQL error classes
@@ -14,6 +15,7 @@
 pub mod database;
 pub mod events;
 pub mod ledger;
+pub mod letter_body;
 pub mod postgres;
 pub mod schema;
 pub mod sql;

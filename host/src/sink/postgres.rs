@@ -13,6 +13,7 @@ use super::ledger::Ledger;
 use super::ledger::claim::{self, Entries, Owner};
 use super::ledger::key::{LedgerId, Outcome};
 use super::ledger::partitions::day_of;
+use super::letter_body::LetterBodies;
 use super::schema::TableSchema;
 use super::sql::{self, ErrorClass};
 use super::transaction::{self, Attempt, ClaimBy, Prepared, Target};
@@ -30,6 +31,8 @@ pub struct PostgresSink {
     ledger: Arc<Ledger>,
     target: String,
     mode: WriteMode,
+    /// How dead-letter bodies are kept (sealed with a key file).
+    bodies: LetterBodies,
     /// `None` after a timeout or a broken connection: the next batch connects again.
     client: Option<Client>,
     /// How the next batch claims its messages first. Redeliveries come in runs (a load run
@@ -45,6 +48,7 @@ impl PostgresSink {
         schema: Arc<TableSchema>,
         ledger: Arc<Ledger>,
         mode: WriteMode,
+        bodies: LetterBodies,
     ) -> anyhow::Result<PostgresSink> {
         let client = database.connect().await?;
         Ok(PostgresSink {
@@ -53,6 +57,7 @@ impl PostgresSink {
             schema,
             ledger,
             mode,
+            bodies,
             client: Some(client),
             claim: ClaimBy::Copy,
         })
@@ -94,6 +99,7 @@ impl PostgresSink {
         let mut prepared = self.prepare(items);
         let (database, ledger) = (self.database.clone(), self.ledger.clone());
         let (schema, name, mode) = (self.schema.clone(), self.target.clone(), self.mode);
+        let bodies = self.bodies.clone();
         let client = self.client().await?;
         // What the transaction needs from the ledger, each its own short request: the policy
         // version's id, and a partition for every day the batch's messages were sent on.
@@ -116,6 +122,7 @@ impl PostgresSink {
                 target: ledger.target,
                 policy,
             },
+            bodies: &bodies,
         };
         let client = self.client.as_mut().expect("connected above");
         let mut attempt = Attempt {

@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS masq.dead_letters (
     id               bigserial   PRIMARY KEY,
     target_table     text        NOT NULL,
     message_id       text        NOT NULL,
-    body             text        NOT NULL,
+    -- The body in clear: only with `--dead-letter-plaintext`, or written by an earlier masq.
+    body             text,
     reason           text        NOT NULL,
     stage            text        NOT NULL CHECK (stage IN ('decode', 'policy', 'sink')),
     policy_name      text,
@@ -28,6 +29,14 @@ CREATE TABLE IF NOT EXISTS masq.dead_letters (
     dead_lettered_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_table ON masq.dead_letters (target_table, dead_lettered_at);
+-- The body sealed under a key of the key file (AES-SIV, `keys::ring::seal_letter`), that key's
+-- id, or without a key file only the body's shape (length, SHA-256, member names and types).
+-- Added to a table made by an earlier masq, whose bodies are all in clear (`masq dead-letters
+-- seal` encrypts them in place).
+ALTER TABLE masq.dead_letters ALTER COLUMN body DROP NOT NULL;
+ALTER TABLE masq.dead_letters ADD COLUMN IF NOT EXISTS body_sealed bytea;
+ALTER TABLE masq.dead_letters ADD COLUMN IF NOT EXISTS key_id text;
+ALTER TABLE masq.dead_letters ADD COLUMN IF NOT EXISTS body_shape jsonb;
 -- Every policy load, swap and refusal, per consumer: what `masq status` shows.
 CREATE TABLE IF NOT EXISTS masq.policy_events (
     id              bigserial   PRIMARY KEY,
@@ -42,8 +51,9 @@ CREATE TABLE IF NOT EXISTS masq.policy_events (
     at              timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS policy_events_by_table ON masq.policy_events (target_table, at);
--- Dead letters hold raw, unmasked bodies: `init` takes every grant on them away from
--- everyone but their owner (PUBLIC included), whatever granted it.
+-- Dead letters may hold clear bodies (an earlier masq's, or `--dead-letter-plaintext`): `init`
+-- takes every grant on them away from everyone but their owner (PUBLIC included), whatever
+-- granted it.
 ";
 
 /// The take-home's `user_logins` DDL, verbatim but for the table name.
@@ -69,6 +79,8 @@ pub struct InitReport {
     pub owner: String,
     /// What moving an earlier masq's ledger did, if there was one.
     pub migrated: Option<Migration>,
+    /// Dead letters (of every table) whose body an earlier masq stored in clear.
+    pub clear_letters: i64,
 }
 
 /// Creates everything `masq run` needs, and takes every grant on the dead letters (raw
@@ -136,11 +148,17 @@ pub async fn create(
             "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'masq.dead_letters'::regclass",
         )
         .await?;
+        let clear_letters: i64 = sql::scalar(
+            &tx,
+            "SELECT count(*) FROM masq.dead_letters WHERE body IS NOT NULL",
+        )
+        .await?;
         tx.commit().await?;
         Ok(InitReport {
             revoked: grantees,
             owner,
             migrated,
+            clear_letters,
         })
     };
     database

@@ -5,6 +5,7 @@
 //! each row under a savepoint, and becomes a dead letter; the rest is written.
 
 use super::WriteReport;
+use super::letter_body::{LetterBodies, StoredBody};
 use super::ledger::claim::{self, Entries, Owner};
 use super::ledger::key::{LedgerId, Outcome, Uuid};
 use super::schema::{Row, TableSchema};
@@ -47,8 +48,9 @@ impl Prepared {
 
 const DEAD_LETTER: &str = "INSERT INTO masq.dead_letters \
        (reason, stage, policy_name, policy_version, policy_digest, target_table, message_id, \
-        body, sent_at, receive_count) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9::int8 / 1000.0), $10)";
+        body, sent_at, receive_count, body_sealed, key_id, body_shape) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9::int8 / 1000.0), $10, $11, $12, \
+        $13::jsonb)";
 
 /// How a transaction claims fresh messages in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,8 @@ pub(super) struct Target<'a> {
     pub mode: WriteMode,
     /// The table's and the policy version's ids in the ledger.
     pub owner: Owner,
+    /// Sealed, shape only or in clear.
+    pub bodies: &'a LetterBodies,
 }
 
 pub(super) async fn transact(
@@ -126,6 +130,7 @@ pub(super) async fn transact(
                 report.dead_lettered += 1;
                 let letter = Letter {
                     target: target.name,
+                    bodies: target.bodies,
                     id: &ids[i],
                     item: &items[i],
                     stage: *stage,
@@ -390,6 +395,7 @@ async fn write_rows_one_by_one(
 #[derive(Clone, Copy)]
 struct Letter<'a> {
     target: &'a str,
+    bodies: &'a LetterBodies,
     id: &'a str,
     item: &'a Item,
     stage: Stage,
@@ -413,13 +419,22 @@ impl Letter<'_> {
     async fn insert(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
         let m = &self.item.message;
         let [reason, stage, name, version, digest] = self.outcome();
-        let body = storable(&m.body);
+        // Sealed bytes are exact (bytea); only a clear body needs its NUL characters escaped.
+        let (mut clear, mut sealed, mut key_id, mut shape) = (None, None, None, None);
+        match self.bodies.store(&m.body, self.id) {
+            StoredBody::Sealed(letter) => (sealed, key_id) = (Some(letter.bytes), Some(letter.key_id)),
+            StoredBody::Shape(s) => shape = Some(s.to_string()),
+            StoredBody::Clear(body) => clear = Some(storable(&body).into_owned()),
+        }
         let (sent, receives) = (m.sent_ms as i64, m.receive_count as i32);
         let mut params = sql::texts(&[&reason, &stage, &name, &version, &digest]);
-        params.extend(sql::texts(&[&self.target, &self.id, &body]));
+        params.extend(sql::texts(&[&self.target, &self.id, &clear]));
         params.extend([
             (&sent as &(dyn ToSql + Sync), Type::INT8),
             (&receives, Type::INT4),
+            (&sealed, Type::BYTEA),
+            (&key_id, Type::TEXT),
+            (&shape, Type::TEXT),
         ]);
         tx.execute_typed(DEAD_LETTER, &params).await
     }

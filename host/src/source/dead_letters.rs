@@ -1,9 +1,16 @@
 //! A table's dead letters as messages, oldest first: what `masq replay` reads. The receipt of
 //! each is its dead-letter id; the sink, in replay mode, moves each one in the transaction that
 //! writes its new outcome (a row written, or the dead letter kept with its new reason).
+//!
+//! Sealed bodies are opened with the key file replay was given; one that does not open stops
+//! the replay with the letter's id and key id, and nothing of it is written. Letters stored
+//! without a key file hold only their body's shape: they cannot be replayed and stay where
+//! they are (`shape_only` counts them for the summary).
 
 use super::{Message, Source};
+use crate::keys::{KeyRing, SealedLetter};
 use crate::sink::database::Database;
+use anyhow::{anyhow, bail};
 use postgres_types::Type;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,16 +26,61 @@ pub struct DeadLetterSource {
     /// letter that stays dead (updated in place) is not read again.
     after: Arc<Mutex<i64>>,
     client: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    /// Opens sealed bodies; `None` without a key file.
+    ring: Option<KeyRing>,
 }
 
 impl DeadLetterSource {
-    pub fn new(database: &Database, table: &str) -> DeadLetterSource {
+    pub fn new(database: &Database, table: &str, ring: Option<KeyRing>) -> DeadLetterSource {
         DeadLetterSource {
             database: database.clone(),
             table: table.to_string(),
             after: Arc::new(Mutex::new(0)),
             client: Arc::new(tokio::sync::Mutex::new(None)),
+            ring,
         }
+    }
+
+    /// Dead letters of the table that hold only their body's shape: replay cannot send them.
+    pub async fn shape_only(&self) -> anyhow::Result<i64> {
+        let client = self.database.connect().await?;
+        self.database
+            .answer(
+                "counting dead letters stored without their body",
+                client.query_typed_one(
+                    "SELECT count(*) FROM masq.dead_letters WHERE target_table = $1 \
+                     AND body IS NULL AND body_sealed IS NULL",
+                    &[(&self.table, Type::TEXT)],
+                ),
+            )
+            .await
+            .map(|row| row.get(0))
+    }
+
+    /// The body of dead letter `id`: in clear, or opened with the key ring.
+    fn body(
+        &self,
+        id: i64,
+        message_id: &str,
+        clear: Option<String>,
+        sealed: Option<(Vec<u8>, String)>,
+    ) -> anyhow::Result<String> {
+        let Some((bytes, key_id)) = sealed else {
+            return clear.ok_or_else(|| anyhow!("dead letter {id} has no body"));
+        };
+        let Some(ring) = &self.ring else {
+            bail!(
+                "dead letter {id} is sealed under key {key_id}: replay it with the key file that                  holds that key (--key-file FILE); nothing was replayed from this page"
+            );
+        };
+        let plain = ring
+            .open_letter(&SealedLetter { key_id, bytes }, message_id)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot open dead letter {id}: {e}. Replay with the key file that sealed it;                      nothing was replayed from this page"
+                )
+            })?;
+        String::from_utf8(plain).map_err(|_| anyhow!("dead letter {id} does not hold text"))
     }
 }
 
@@ -61,8 +113,10 @@ impl Source for DeadLetterSource {
             .answer(
                 "reading dead letters",
                 client.query_typed(
-                    "SELECT id, message_id, body, (extract(epoch FROM sent_at) * 1000)::int8, receive_count \
-                     FROM masq.dead_letters WHERE target_table = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    "SELECT id, message_id, body, (extract(epoch FROM sent_at) * 1000)::int8, receive_count, \
+                       body_sealed, key_id \
+                     FROM masq.dead_letters WHERE target_table = $1 AND id > $2 \
+                       AND (body IS NOT NULL OR body_sealed IS NOT NULL) ORDER BY id LIMIT $3",
                     &[
                         (&self.table, Type::TEXT),
                         (&after, Type::INT8),
@@ -71,18 +125,23 @@ impl Source for DeadLetterSource {
                 ),
             )
             .await?;
-        let messages: Vec<Message> = rows
+        let messages = rows
             .iter()
             .map(|r| {
-                Message::new(
-                    r.get(1),
-                    r.get::<_, i64>(0).to_string(),
-                    r.get(2),
+                let (id, message_id): (i64, String) = (r.get(0), r.get(1));
+                let sealed = r
+                    .get::<_, Option<Vec<u8>>>(5)
+                    .zip(r.get::<_, Option<String>>(6));
+                let body = self.body(id, &message_id, r.get(2), sealed)?;
+                Ok(Message::new(
+                    message_id,
+                    id.to_string(),
+                    body,
                     r.get::<_, Option<i64>>(3).unwrap_or(0) as u64,
                     r.get::<_, Option<i32>>(4).unwrap_or(1) as u32,
-                )
+                ))
             })
-            .collect();
+            .collect::<anyhow::Result<Vec<Message>>>()?;
         if let Some(last) = rows.last() {
             *self.after.lock().expect("cursor lock") = last.get(0);
         }

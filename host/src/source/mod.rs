@@ -43,7 +43,7 @@ pub struct Message {
     /// system attributes by their AWS names (`MessageGroupId`, `SentTimestamp`, ...), message
     /// attributes by their own names, and facts of an unwrapped delivery (`sns.topic_arn`,
     /// `sns.message_id`, `sns.timestamp`, `s3.bucket`, `s3.key`). Empty for files and
-    /// dead letters.
+    /// dead letters. 0.2 policies see them in each record's metadata.
     pub attributes: Vec<(String, String)>,
     /// Largest body masq decodes for this message: `MAX_BODY_BYTES`, or the S3 payload cap
     /// for a body fetched from S3 (`--s3-max-payload-bytes`).

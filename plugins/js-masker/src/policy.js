@@ -1,11 +1,12 @@
 // masq policy `js-masker`: the Rust sha256-masker's behaviour, written in JavaScript.
 // Masks `ip` and `device_id` through the host's keyed SHA-256, encodes `app_version` as an
 // integer and dates each row by the message's own send time. Holds no key, keeps no state
-// between batches (masq gives every batch a fresh instance).
+// between batches (masq gives every batch a fresh instance). Contract 0.2: the batch arrives
+// as columns, and each masked column goes to the host in one call.
 
-import { pseudonymize } from 'masq:policy/pseudonym@0.1.0';
-import { DESCRIPTIONS, POLICY_NAME, SettingsError, parse, writes } from './settings.js';
-import { transformRecord } from './transform.js';
+import { pseudonymizeBatch } from 'masq:policy/pseudonym@0.2.0';
+import { DESCRIPTIONS, POLICY_NAME, SettingsError, parse, pii, writes } from './settings.js';
+import { transformBatch } from './transform.js';
 
 // The Rust policy reports its crate version; this one keeps step with it so the ledger's
 // (name, version) pairs line up across languages.
@@ -40,10 +41,10 @@ export const policy = {
       if (why instanceof SettingsError) throw why.message;
       throw why;
     }
-    return writes(settings);
+    return { writes: writes(settings), pii: pii(settings) };
   },
 
   transform(batch) {
-    return batch.map((record) => transformRecord(settings, record, pseudonymize));
+    return transformBatch(settings, batch, pseudonymizeBatch);
   },
 };

@@ -105,3 +105,12 @@ export function writes(settings) {
   if (settings.dateField !== null) out.push(settings.dateField);
   return out;
 }
+
+/** The input fields this configuration masks: the ones that hold PII. */
+export function pii(settings) {
+  const out = [];
+  for (const [source] of settings.mask) {
+    if (!out.includes(source)) out.push(source);
+  }
+  return out;
+}

@@ -1,78 +1,162 @@
-// The masking of one record, as the Rust sha256-masker's transform.rs does it. The host's
-// pseudonym import comes in as a function, so this runs under Node too.
+// The masking of a batch, column by column, as the Rust sha256-masker's transform.rs does
+// it. The host's pseudonym import comes in as a function, so this runs under Node too.
 //
-// Values are WIT variants as componentize-js passes them: { tag: 'text', val: '...' }.
-// s64 and u64 are BigInt both ways, so integers written back must be BigInt.
+// A 0.2 batch arrives as columns: { name, values: { tag: 'text', val: [...] }, missing }, each
+// value of a typed column a plain string, number or BigInt, `undefined` (or null) for none; a
+// `mixed` column holds { tag, val } values. s64 and u64 are BigInt both ways, so integers
+// written back must be BigInt.
 
 import { encode, VersionError } from './version.js';
 import { floatDisplay } from './rust-text.js';
 
-/** Masks one record, or rejects it with every problem found, each naming its field. */
-export function transformRecord(settings, record, pseudonymize) {
-  const fields = record.fields;
-  const present = new Set(fields.map((field) => field.name));
-  const missing = settings.required.filter((name) => !present.has(name));
-  if (missing.length > 0) {
-    return { tag: 'reject', val: `missing field(s): ${missing.join(', ')}` };
-  }
+const TYPED = new Set(['boolean', 'integer', 'float', 'text', 'json']);
+const KEEP = { tag: 'keep' };
 
+/** [kind, value] per record; kind null for JSON null or a missing field. */
+function cells(values, n) {
+  if (values.tag === 'null') return new Array(n).fill([null, null]);
+  if (values.tag === 'mixed') {
+    return values.val.map((v) => (v.tag === 'null' ? [null, null] : [v.tag, v.val]));
+  }
+  return values.val.map((v) => (v == null ? [null, null] : [values.tag, v]));
+}
+
+/**
+ * One outcome per record and the kept rows as columns; a rejected record lists every problem
+ * found, each naming its field, in the batch's column order.
+ */
+export function transformBatch(settings, batch, pseudonymizeBatch) {
+  const n = batch.size;
+  const reasons = new Array(n).fill(null);
+  missingRequired(settings, batch.columns, reasons);
+  const skip = reasons.map((r) => r !== null);
+  const problem = (i, text) => {
+    reasons[i] = reasons[i] === null ? text : `${reasons[i]}; ${text}`;
+  };
   // The first pair for a source wins, as in the Rust policy.
   const maskTarget = new Map();
   for (const [source, target] of settings.mask) {
     if (!maskTarget.has(source)) maskTarget.set(source, target);
   }
-  const problems = [];
+
   const out = [];
-  for (const { name, value } of fields) {
-    if (value.tag === 'null' && settings.required.includes(name) && !settings.nullable.includes(name)) {
-      problems.push(`field '${name}' is null and may not be`);
-      continue;
+  for (const { name, values, missing } of batch.columns) {
+    const absent = new Set(missing);
+    const present = [];
+    for (let i = 0; i < n; i++) if (!skip[i] && !absent.has(i)) present.push(i);
+    const typed = TYPED.has(values.tag);
+    if (settings.required.includes(name) && !settings.nullable.includes(name)) {
+      if (typed) {
+        for (const i of present) if (values.val[i] == null) problem(i, `field '${name}' is null and may not be`);
+      } else {
+        const c = cells(values, n);
+        for (const i of present) if (c[i][0] === null) problem(i, `field '${name}' is null and may not be`);
+      }
     }
     if (name === settings.dateField) {
       continue; // set below from the message's send time, never from the body
     }
     if (maskTarget.has(name)) {
-      const target = maskTarget.get(name);
-      if (value.tag === 'text') {
-        out.push({ name: target, value: { tag: 'text', val: pseudonymize(value.val) } });
-      } else if (value.tag === 'null') {
-        out.push({ name: target, value: { tag: 'null' } });
+      const at = [];
+      const raw = [];
+      if (values.tag === 'text') {
+        for (const i of present) {
+          const v = values.val[i];
+          if (v != null) {
+            at.push(i);
+            raw.push(v);
+          }
+        }
       } else {
-        problems.push(`field '${name}' must be a string to be masked, got ${kind(value)}`);
+        const c = cells(values, n);
+        for (const i of present) {
+          const [kind, v] = c[i];
+          if (kind === 'text') {
+            at.push(i);
+            raw.push(v);
+          } else if (kind !== null) {
+            problem(i, `field '${name}' must be a string to be masked, got ${describe(kind, v)}`);
+          }
+        }
       }
+      const masked = new Array(n).fill(undefined);
+      if (raw.length > 0) {
+        const tokens = pseudonymizeBatch(raw);
+        for (let k = 0; k < at.length; k++) masked[at[k]] = tokens[k];
+      }
+      out.push({ name: maskTarget.get(name), values: { tag: 'text', val: masked }, missing });
       continue;
     }
     if (name === settings.versionField) {
-      if (value.tag === 'text') {
-        try {
-          out.push({ name, value: { tag: 'integer', val: encode(value.val) } });
-        } catch (why) {
-          if (!(why instanceof VersionError)) throw why;
-          problems.push(`field '${name}': ${why.message}`);
+      const encoded = new Array(n).fill(undefined);
+      const c = cells(values, n);
+      // A batch holds few distinct versions: each is encoded once.
+      const seen = new Map();
+      for (const i of present) {
+        const [kind, v] = c[i];
+        if (kind === 'text') {
+          let result = seen.get(v);
+          if (result === undefined) {
+            try {
+              result = [encode(v), null];
+            } catch (why) {
+              if (!(why instanceof VersionError)) throw why;
+              result = [undefined, `field '${name}': ${why.message}`];
+            }
+            seen.set(v, result);
+          }
+          encoded[i] = result[0];
+          if (result[1] !== null) problem(i, result[1]);
+        } else if (kind !== null) {
+          problem(i, `field '${name}' must be a version string such as "2.3.0", got ${describe(kind, v)}`);
         }
-      } else if (value.tag === 'null') {
-        out.push({ name, value: { tag: 'null' } });
-      } else {
-        problems.push(`field '${name}' must be a version string such as "2.3.0", got ${kind(value)}`);
       }
+      out.push({ name, values: { tag: 'integer', val: encoded }, missing });
       continue;
     }
-    out.push({ name, value });
-  }
-  if (problems.length > 0) {
-    return { tag: 'reject', val: problems.join('; ') };
+    out.push({ name, values, missing }); // passed through as it came
   }
   if (settings.dateField !== null) {
-    out.push({
-      name: settings.dateField,
-      value: { tag: 'text', val: utcDate(record.metadata.sentTimestampMs) },
+    // Records of a batch mostly share a day: each day is formatted once.
+    const days = new Map();
+    const dates = batch.metadata.map((m, i) => {
+      if (reasons[i] !== null) return undefined;
+      const day = m.sentTimestampMs / 86_400_000n;
+      let text = days.get(day);
+      if (text === undefined) {
+        text = utcDate(m.sentTimestampMs);
+        days.set(day, text);
+      }
+      return text;
     });
+    out.push({ name: settings.dateField, values: { tag: 'text', val: dates }, missing: [] });
   }
-  return { tag: 'keep', val: out };
+  return {
+    outcomes: reasons.map((r) => (r === null ? KEEP : { tag: 'reject', val: r })),
+    columns: out,
+  };
+}
+
+/** Rejects every record that lacks a required field, naming them all in settings order. */
+function missingRequired(settings, columns, reasons) {
+  const byName = new Map();
+  for (const c of columns) if (!byName.has(c.name)) byName.set(c.name, c);
+  const found = settings.required.map((name) => byName.get(name));
+  if (found.every((c) => c !== undefined && c.missing.length === 0)) return;
+  const sets = found.map((c) => (c === undefined ? null : new Set(c.missing)));
+  for (let i = 0; i < reasons.length; i++) {
+    const lacking = settings.required.filter((_, k) => sets[k] === null || sets[k].has(i));
+    if (lacking.length > 0) reasons[i] = `missing field(s): ${lacking.join(', ')}`;
+  }
 }
 
 /** How a wrong value is named in a reason, worded as the Rust policy words it. */
-export function kind(value) {
+function describe(kind, value) {
+  return kind === null ? 'null' : kindOf({ tag: kind, val: value });
+}
+
+/** How a wrong value is named in a reason, worded as the Rust policy words it. */
+export function kindOf(value) {
   switch (value.tag) {
     case 'null':
       return 'null';

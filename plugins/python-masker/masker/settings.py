@@ -55,6 +55,14 @@ class Settings:
     version_field: Optional[str]
     date_field: Optional[str]
 
+    def pii(self) -> List[str]:
+        """The input fields this configuration masks: the ones that hold PII."""
+        out: List[str] = []
+        for source, _ in self.mask:
+            if source not in out:
+                out.append(source)
+        return out
+
     def writes(self) -> List[str]:
         """The fields this configuration can write, in the Rust policy's order."""
         masked = [source for source, _ in self.mask]

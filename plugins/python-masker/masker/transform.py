@@ -1,17 +1,19 @@
-"""The masking of one record, as the Rust sha256-masker's transform.rs does it.
+"""The masking of a batch, column by column, as the Rust sha256-masker's transform.rs does it.
 
-The host's pseudonym import comes in as a function, so this runs outside the component too
+A 0.2 batch arrives as columns (each field once, one value per record), so the common case
+is a loop over plain Python lists; each masked column goes to the host in one call. The
+host's pseudonym import comes in as a function, so this runs outside the component too
 (with bindings from `componentize-py bindings`).
 """
 
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from wit_world.imports.types import (
-    Field,
-    Outcome,
+    Batch,
+    Column,
     Outcome_Keep,
     Outcome_Reject,
-    Record,
+    Transformed,
     Value,
     Value_Boolean,
     Value_Float,
@@ -19,76 +21,181 @@ from wit_world.imports.types import (
     Value_Json,
     Value_Null,
     Value_Text,
+    Values_Boolean,
+    Values_Float,
+    Values_Integer,
+    Values_Json,
+    Values_Mixed,
+    Values_Null,
+    Values_Text,
 )
 
 from . import version
 from .rust_text import float_display
 from .settings import Settings
 
+# One object for every kept record: the host reads the variant, not the identity.
+KEEP = Outcome_Keep()
 
-def transform_record(settings: Settings, record: Record, pseudonymize: Callable[[str], str]) -> Outcome:
-    """Masks one record, or rejects it with every problem found, each naming its field."""
-    fields = record.fields
-    present = {field.name for field in fields}
-    missing = [name for name in settings.required if name not in present]
-    if missing:
-        return Outcome_Reject(f"missing field(s): {', '.join(missing)}")
+# The kind of a typed column, as `kind` names it.
+_KIND = {
+    Values_Boolean: "boolean",
+    Values_Integer: "integer",
+    Values_Float: "float",
+    Values_Text: "text",
+    Values_Json: "json",
+}
+_VALUE_KIND = {
+    Value_Boolean: "boolean",
+    Value_Integer: "integer",
+    Value_Float: "float",
+    Value_Text: "text",
+    Value_Json: "json",
+}
 
-    problems: List[str] = []
-    out: List[Field] = []
+
+def _cells(values, n: int) -> List[tuple]:
+    """(kind, value) per record; kind None for null or a missing field."""
+    if type(values) is Values_Text:
+        return [(None, None) if v is None else ("text", v) for v in values.value]
+    if isinstance(values, Values_Null):
+        return [(None, None)] * n
+    if isinstance(values, Values_Mixed):
+        return [(_VALUE_KIND.get(type(v)), getattr(v, "value", None)) for v in values.value]
+    kind = _KIND[type(values)]
+    return [(None, None) if v is None else (kind, v) for v in values.value]
+
+
+def transform_batch(
+    settings: Settings, batch: Batch, pseudonymize_batch: Callable[[List[str]], List[str]]
+) -> Transformed:
+    """One outcome per record and the kept rows as columns; a rejected record lists every
+    problem found, each naming its field, in the batch's column order."""
+    n = batch.size
+    reasons: List[Optional[str]] = [None] * n
+    _missing_required(settings, batch.columns, reasons)
+    skip = [r is not None for r in reasons]
+
+    def problem(i: int, text: str) -> None:
+        r = reasons[i]
+        reasons[i] = text if r is None else f"{r}; {text}"
+
     mask_target = {}
     for source, target in settings.mask:
         mask_target.setdefault(source, target)  # the first pair for a source wins, as in Rust
-    for field in fields:
-        name, value = field.name, field.value
-        if isinstance(value, Value_Null) and name in settings.required and name not in settings.nullable:
-            problems.append(f"field '{name}' is null and may not be")
-            continue
+
+    out: List[Column] = []
+    for column in batch.columns:
+        name, values, missing = column.name, column.values, column.missing
+        absent = set(missing)
+        present = [i for i in range(n) if not skip[i] and i not in absent] if (absent or any(skip)) else range(n)
+        typed = _KIND.get(type(values))
+        if name in settings.required and name not in settings.nullable:
+            if typed is not None:
+                plain = values.value
+                for i in present:
+                    if plain[i] is None:
+                        problem(i, f"field '{name}' is null and may not be")
+            else:
+                cells = _cells(values, n)
+                for i in present:
+                    if cells[i][0] is None:
+                        problem(i, f"field '{name}' is null and may not be")
         if name == settings.date_field:
             continue  # set below from the message's send time, never from the body
         if name in mask_target:
-            target = mask_target[name]
-            if isinstance(value, Value_Text):
-                out.append(Field(target, Value_Text(pseudonymize(value.value))))
-            elif isinstance(value, Value_Null):
-                out.append(Field(target, Value_Null()))
+            masked: List[Optional[str]] = [None] * n
+            at: List[int] = []
+            raw: List[str] = []
+            if typed == "text":
+                plain = values.value
+                for i in present:
+                    v = plain[i]
+                    if v is not None:
+                        at.append(i)
+                        raw.append(v)
             else:
-                problems.append(f"field '{name}' must be a string to be masked, got {kind(value)}")
+                cells = _cells(values, n)
+                for i in present:
+                    kind, v = cells[i]
+                    if kind == "text":
+                        at.append(i)
+                        raw.append(v)
+                    elif kind is not None:
+                        problem(i, f"field '{name}' must be a string to be masked, got {describe(kind, v)}")
+            if raw:
+                for i, token in zip(at, pseudonymize_batch(raw)):
+                    masked[i] = token
+            out.append(Column(mask_target[name], Values_Text(masked), missing))
             continue
         if name == settings.version_field:
-            if isinstance(value, Value_Text):
-                try:
-                    out.append(Field(name, Value_Integer(version.encode(value.value))))
-                except version.VersionError as why:
-                    problems.append(f"field '{name}': {why}")
-            elif isinstance(value, Value_Null):
-                out.append(Field(name, Value_Null()))
-            else:
-                problems.append(
-                    f"field '{name}' must be a version string such as \"2.3.0\", got {kind(value)}"
-                )
+            encoded: List[Optional[int]] = [None] * n
+            cells = _cells(values, n)
+            # A batch holds few distinct versions: each is encoded once.
+            seen = {}
+            for i in present:
+                kind, v = cells[i]
+                if kind == "text":
+                    result = seen.get(v)
+                    if result is None:
+                        try:
+                            result = (version.encode(v), None)
+                        except version.VersionError as why:
+                            result = (None, f"field '{name}': {why}")
+                        seen[v] = result
+                    encoded[i], why = result
+                    if why is not None:
+                        problem(i, why)
+                elif kind is not None:
+                    problem(
+                        i, f"field '{name}' must be a version string such as \"2.3.0\", got {describe(kind, v)}"
+                    )
+            out.append(Column(name, Values_Integer(encoded), missing))
             continue
-        out.append(Field(name, value))
-    if problems:
-        return Outcome_Reject("; ".join(problems))
+        out.append(Column(name, values, missing))  # passed through as it came
     if settings.date_field is not None:
-        out.append(Field(settings.date_field, Value_Text(utc_date(record.metadata.sent_timestamp_ms))))
-    return Outcome_Keep(out)
+        # Records of a batch mostly share a day: each day is formatted once.
+        days = {}
+        dates: List[Optional[str]] = [None] * n
+        for i, m in enumerate(batch.metadata):
+            if reasons[i] is None:
+                day = m.sent_timestamp_ms // 86_400_000
+                text = days.get(day)
+                if text is None:
+                    text = days[day] = utc_date(m.sent_timestamp_ms)
+                dates[i] = text
+        out.append(Column(settings.date_field, Values_Text(dates), []))
+    return Transformed([KEEP if r is None else Outcome_Reject(r) for r in reasons], out)
 
 
-def kind(value: Value) -> str:
+def _missing_required(settings: Settings, columns: List[Column], reasons: List[Optional[str]]) -> None:
+    """Rejects every record that lacks a required field, naming them all in settings order."""
+    by_name = {}
+    for column in columns:
+        by_name.setdefault(column.name, column)
+    found = [by_name.get(name) for name in settings.required]
+    if all(c is not None and not c.missing for c in found):
+        return  # the usual batch: every record has every required field
+    missing_sets = [None if c is None else set(c.missing) for c in found]
+    for i in range(len(reasons)):
+        lacking = [name for name, m in zip(settings.required, missing_sets) if m is None or i in m]
+        if lacking:
+            reasons[i] = f"missing field(s): {', '.join(lacking)}"
+
+
+def describe(kind: Optional[str], value) -> str:
     """How a wrong value is named in a reason, worded as the Rust policy words it."""
-    if isinstance(value, Value_Null):
+    if kind is None:
         return "null"
-    if isinstance(value, Value_Boolean):
-        return f"boolean {'true' if value.value else 'false'}"
-    if isinstance(value, Value_Integer):
-        return f"integer {value.value}"
-    if isinstance(value, Value_Float):
-        return f"number {float_display(value.value)}"
-    if isinstance(value, Value_Text):
+    if kind == "boolean":
+        return f"boolean {'true' if value else 'false'}"
+    if kind == "integer":
+        return f"integer {value}"
+    if kind == "float":
+        return f"number {float_display(value)}"
+    if kind == "text":
         return "string"
-    if isinstance(value, Value_Json) and value.value.startswith("["):
+    if value.startswith("["):
         return "an array"
     return "an object"
 

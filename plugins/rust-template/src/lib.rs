@@ -1,15 +1,22 @@
-//! A masq policy template. It masks one field (setting `field`, default `email`) into
-//! `masked_<field>` through the host's keyed pseudonyms, rejects records without it, and keeps
-//! every other field as it is. Copy this folder to start a policy of your own.
+//! A masq policy template (contract 0.2). It masks one field (setting `field`, default
+//! `email`) into `masked_<field>` through the host's keyed pseudonyms, rejects records without
+//! it, and keeps every other field as it is. Copy this folder to start a policy of your own.
+//!
+//! A 0.2 batch arrives as columns: each field once, with one value per record. The policy
+//! answers one outcome per record and the kept rows as columns, and masks a whole column in
+//! one host call.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/v0.2",
     // `pseudonym-policy-plugin` is the world without `seal`; use `policy-plugin` to seal.
     world: "pseudonym-policy-plugin",
+    additional_derives: [PartialEq],
 });
 
 use exports::masq::policy::policy::Guest;
-use masq::policy::types::{Config, Field, Outcome, PolicyInfo, Record, Setting, Value};
+use masq::policy::types::{
+    Batch, Column, Config, Configured, Outcome, PolicyInfo, Setting, Transformed, Values,
+};
 use std::cell::RefCell;
 
 thread_local! {
@@ -36,7 +43,7 @@ impl Guest for Template {
         }
     }
 
-    fn configure(config: Config) -> Result<Vec<String>, String> {
+    fn configure(config: Config) -> Result<Configured, String> {
         let mut field = "email".to_string();
         for (key, value) in config {
             match key.as_str() {
@@ -49,45 +56,110 @@ impl Guest for Template {
                 }
             }
         }
-        let writes = vec![format!("masked_{field}")];
+        let configured = Configured {
+            writes: vec![format!("masked_{field}")],
+            // The field we mask holds personal data: masq cuts its values out of reasons
+            // and log lines whatever their length.
+            pii: vec![field.clone()],
+        };
         FIELD.with(|f| *f.borrow_mut() = field);
-        Ok(writes)
+        Ok(configured)
     }
 
-    fn transform(batch: Vec<Record>) -> Vec<Outcome> {
+    fn transform(batch: Batch) -> Transformed {
         FIELD.with(|f| {
-            let field = f.borrow();
-            batch
-                .into_iter()
-                .map(|r| mask(&field, r, &mut |v| masq::policy::pseudonym::pseudonymize(v)))
-                .collect()
+            mask(&f.borrow(), batch, &mut |values| {
+                masq::policy::pseudonym::pseudonymize_batch(&values)
+            })
         })
     }
 }
 
 /// The policy's logic, free of host calls so `cargo test` can run it natively.
-pub fn mask(field: &str, record: Record, pseudonymize: &mut dyn FnMut(&str) -> String) -> Outcome {
-    let mut out = Vec::with_capacity(record.fields.len());
+pub fn mask(
+    field: &str,
+    batch: Batch,
+    pseudonymize: &mut dyn FnMut(Vec<String>) -> Vec<String>,
+) -> Transformed {
+    let n = batch.size as usize;
+    let mut outcomes = vec![Outcome::Keep; n];
+    let mut columns = Vec::with_capacity(batch.columns.len());
     let mut found = false;
-    for f in record.fields {
-        if f.name == field {
-            found = true;
-            match f.value {
-                Value::Text(raw) => out.push(Field {
-                    name: format!("masked_{field}"),
-                    value: Value::Text(pseudonymize(&raw)),
-                }),
-                _ => return Outcome::Reject(format!("field '{field}' must be a string")),
-            }
-        } else {
-            out.push(f);
+    for column in batch.columns {
+        if column.name != field {
+            columns.push(column); // every other field is kept as it is, in one move
+            continue;
         }
+        found = true;
+        for &i in &column.missing {
+            outcomes[i as usize] = Outcome::Reject(format!("missing field(s): {field}"));
+        }
+        // A column of strings is masked in one host call; anything else (numbers, null,
+        // a mix of kinds) is rejected record by record.
+        let masked = match column.values {
+            Values::Text(values) => {
+                let mut raw = Vec::new();
+                let mut at = Vec::new();
+                for (i, value) in values.into_iter().enumerate() {
+                    match value {
+                        Some(v) => {
+                            raw.push(v);
+                            at.push(i);
+                        }
+                        None if column.missing.contains(&(i as u32)) => {}
+                        None => {
+                            outcomes[i] =
+                                Outcome::Reject(format!("field '{field}' must be a string"))
+                        }
+                    }
+                }
+                let mut masked = vec![None; n];
+                for (i, token) in at.into_iter().zip(pseudonymize(raw)) {
+                    masked[i] = Some(token);
+                }
+                masked
+            }
+            Values::Mixed(values) => {
+                let mut raw = Vec::new();
+                let mut at = Vec::new();
+                for (i, value) in values.into_iter().enumerate() {
+                    match value {
+                        masq::policy::types::Value::Text(v) => {
+                            raw.push(v);
+                            at.push(i);
+                        }
+                        _ if column.missing.contains(&(i as u32)) => {}
+                        _ => {
+                            outcomes[i] =
+                                Outcome::Reject(format!("field '{field}' must be a string"))
+                        }
+                    }
+                }
+                let mut masked = vec![None; n];
+                for (i, token) in at.into_iter().zip(pseudonymize(raw)) {
+                    masked[i] = Some(token);
+                }
+                masked
+            }
+            _ => {
+                for (i, outcome) in outcomes.iter_mut().enumerate() {
+                    if !column.missing.contains(&(i as u32)) {
+                        *outcome = Outcome::Reject(format!("field '{field}' must be a string"));
+                    }
+                }
+                vec![None; n]
+            }
+        };
+        columns.push(Column {
+            name: format!("masked_{field}"),
+            values: Values::Text(masked),
+            missing: column.missing,
+        });
     }
-    if found {
-        Outcome::Keep(out)
-    } else {
-        Outcome::Reject(format!("missing field(s): {field}"))
+    if !found {
+        outcomes = vec![Outcome::Reject(format!("missing field(s): {field}")); n];
     }
+    Transformed { outcomes, columns }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -96,45 +168,87 @@ export!(Template);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use masq::policy::types::Metadata;
+    use masq::policy::types::{Metadata, Value};
 
-    fn record(fields: &[(&str, Value)]) -> Record {
-        Record {
-            metadata: Metadata {
-                message_id: "m".into(),
-                sent_timestamp_ms: 0,
-                receive_count: 1,
-                source: "test".into(),
-            },
-            fields: fields
-                .iter()
-                .map(|(n, v)| Field {
-                    name: n.to_string(),
-                    value: v.clone(),
+    fn batch(columns: Vec<Column>, size: u32) -> Batch {
+        Batch {
+            size,
+            source: "test".into(),
+            columns,
+            metadata: (0..size)
+                .map(|i| Metadata {
+                    message_id: format!("m{i}"),
+                    sent_timestamp_ms: 0,
+                    receive_count: 1,
+                    attributes: Vec::new(),
                 })
                 .collect(),
         }
     }
 
-    #[test]
-    fn masks_the_field_and_keeps_the_rest() {
-        let r = record(&[
-            ("email", Value::Text("a@b.c".into())),
-            ("plan", Value::Text("pro".into())),
-        ]);
-        let Outcome::Keep(fields) = mask("email", r, &mut |v| format!("tok({v})")) else {
-            panic!()
-        };
-        assert_eq!(fields[0].name, "masked_email");
-        assert!(matches!(&fields[0].value, Value::Text(t) if t == "tok(a@b.c)"));
-        assert_eq!(fields[1].name, "plan");
+    fn text(name: &str, values: &[Option<&str>], missing: Vec<u32>) -> Column {
+        Column {
+            name: name.into(),
+            values: Values::Text(values.iter().map(|v| v.map(String::from)).collect()),
+            missing,
+        }
+    }
+
+    fn tokens(values: Vec<String>) -> Vec<String> {
+        values.iter().map(|v| format!("tok({v})")).collect()
     }
 
     #[test]
-    fn rejects_records_without_the_field() {
-        let r = record(&[("plan", Value::Text("pro".into()))]);
-        assert!(
-            matches!(mask("email", r, &mut |v| v.to_string()), Outcome::Reject(why) if why == "missing field(s): email")
+    fn masks_the_field_and_keeps_the_rest() {
+        let b = batch(
+            vec![
+                text("email", &[Some("a@b.c"), None], vec![1]),
+                text("plan", &[Some("pro"), Some("free")], vec![]),
+            ],
+            2,
+        );
+        let out = mask("email", b, &mut tokens);
+        assert_eq!(
+            out.outcomes,
+            [
+                Outcome::Keep,
+                Outcome::Reject("missing field(s): email".into())
+            ]
+        );
+        assert_eq!(out.columns[0].name, "masked_email");
+        assert_eq!(
+            out.columns[0].values,
+            Values::Text(vec![Some("tok(a@b.c)".into()), None])
+        );
+        assert_eq!(out.columns[1].name, "plan");
+    }
+
+    #[test]
+    fn rejects_values_that_are_not_strings() {
+        let b = batch(
+            vec![Column {
+                name: "email".into(),
+                values: Values::Mixed(vec![Value::Integer(1), Value::Text("x@y.z".into())]),
+                missing: vec![],
+            }],
+            2,
+        );
+        let out = mask("email", b, &mut tokens);
+        assert_eq!(
+            out.outcomes,
+            [
+                Outcome::Reject("field 'email' must be a string".into()),
+                Outcome::Keep
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_batches_without_the_field() {
+        let b = batch(vec![text("plan", &[Some("pro")], vec![])], 1);
+        assert_eq!(
+            mask("email", b, &mut tokens).outcomes,
+            [Outcome::Reject("missing field(s): email".into())]
         );
     }
 }

@@ -14,17 +14,17 @@ mod transform;
 pub mod version;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/v0.2",
     world: "policy-plugin",
     additional_derives: [PartialEq],
 });
 
 use exports::masq::policy::policy::Guest;
-use masq::policy::types::{Config, Outcome, PolicyInfo, Record, Setting};
+use masq::policy::types::{Batch, Config, Configured, PolicyInfo, Setting, Transformed};
 use std::cell::RefCell;
 
 pub use settings::Settings;
-pub use transform::transform_record;
+pub use transform::transform_batch;
 
 /// The name `describe` reports and setting errors use.
 pub const POLICY_NAME: &str = "seal-masker";
@@ -72,22 +72,21 @@ impl Guest for SealMasker {
         }
     }
 
-    fn configure(config: Config) -> Result<Vec<String>, String> {
+    fn configure(config: Config) -> Result<Configured, String> {
         let parsed = Settings::parse(&config)?;
-        let writes = parsed.writes();
+        let configured = Configured {
+            writes: parsed.writes(),
+            pii: parsed.pii(),
+        };
         SETTINGS.with(|s| *s.borrow_mut() = parsed);
-        Ok(writes)
+        Ok(configured)
     }
 
-    fn transform(batch: Vec<Record>) -> Vec<Outcome> {
+    fn transform(batch: Batch) -> Transformed {
         SETTINGS.with(|s| {
-            let settings = s.borrow();
-            batch
-                .into_iter()
-                .map(|record| {
-                    transform_record(&settings, record, &mut |v| masq::policy::seal::seal(v))
-                })
-                .collect()
+            transform_batch(&s.borrow(), batch, &mut |values| {
+                masq::policy::seal::seal_batch(&values)
+            })
         })
     }
 }

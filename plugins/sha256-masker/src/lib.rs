@@ -1,23 +1,24 @@
 //! masq's default policy: masks `ip` and `device_id` of login events through the host's keyed
 //! SHA-256, encodes `app_version` as an integer and dates each row by the message's own send
-//! time. It holds no key and keeps no state between calls.
+//! time. It holds no key and keeps no state between calls. Contract 0.2: a batch arrives as
+//! columns, and each masked column goes to the host in one call.
 
 mod settings;
 mod transform;
 pub mod version;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/v0.2",
     world: "policy-plugin",
     additional_derives: [PartialEq],
 });
 
 use exports::masq::policy::policy::Guest;
-use masq::policy::types::{Config, Outcome, PolicyInfo, Record, Setting};
+use masq::policy::types::{Batch, Config, Configured, PolicyInfo, Setting, Transformed};
 use std::cell::RefCell;
 
 pub use settings::Settings;
-pub use transform::transform_record;
+pub use transform::{from_cells, transform_batch};
 
 /// The name `describe` reports and setting errors use.
 pub const POLICY_NAME: &str = "sha256-masker";
@@ -55,24 +56,21 @@ impl Guest for Sha256Masker {
         }
     }
 
-    fn configure(config: Config) -> Result<Vec<String>, String> {
+    fn configure(config: Config) -> Result<Configured, String> {
         let parsed = Settings::parse(&config)?;
-        let writes = parsed.writes();
+        let configured = Configured {
+            writes: parsed.writes(),
+            pii: parsed.pii(),
+        };
         SETTINGS.with(|s| *s.borrow_mut() = parsed);
-        Ok(writes)
+        Ok(configured)
     }
 
-    fn transform(batch: Vec<Record>) -> Vec<Outcome> {
+    fn transform(batch: Batch) -> Transformed {
         SETTINGS.with(|s| {
-            let settings = s.borrow();
-            batch
-                .into_iter()
-                .map(|record| {
-                    transform_record(&settings, record, &mut |v| {
-                        masq::policy::pseudonym::pseudonymize(v)
-                    })
-                })
-                .collect()
+            transform_batch(&s.borrow(), batch, &mut |values| {
+                masq::policy::pseudonym::pseudonymize_batch(&values)
+            })
         })
     }
 }

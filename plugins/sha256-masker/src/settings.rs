@@ -117,6 +117,17 @@ impl Settings {
         })
     }
 
+    /// The input fields this configuration masks: the ones that hold PII.
+    pub fn pii(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (source, _) in &self.mask {
+            if !out.contains(source) {
+                out.push(source.clone());
+            }
+        }
+        out
+    }
+
     /// The fields this configuration can write.
     pub fn writes(&self) -> Vec<String> {
         let masked: Vec<&String> = self.mask.iter().map(|(s, _)| s).collect();

@@ -1,95 +1,233 @@
-//! The masking of one record. Free of bindings calls so it also runs natively (unit tests,
-//! and the native baseline in `just bench`): the host import that masks a value comes in as a
-//! closure, `pseudonymize` here and `seal` in seal-masker, which shares this file.
+//! The masking of a batch, column by column. Free of bindings calls so it also runs natively
+//! (unit tests, and the native baseline in `just bench`): the host import that masks a column
+//! comes in as a closure, `pseudonymize-batch` here and `seal-batch` in seal-masker, which
+//! shares this file.
+//!
+//! Each record is judged as 0.1's one-record-at-a-time masker judged it, with the same
+//! reasons: the problems of a record are listed in the batch's column order.
 
-use crate::masq::policy::types::{Field, Outcome, Record, Value};
+use crate::masq::policy::types::{Batch, Column, Outcome, Transformed, Value, Values};
 use crate::settings::Settings;
 use crate::version;
 
-/// Masks one record, or rejects it with every problem found, each naming its field.
-pub fn transform_record(
+/// Masks a batch: one outcome per record, and the kept rows as columns. A rejected record
+/// lists every problem found, each naming its field.
+pub fn transform_batch(
     settings: &Settings,
-    record: Record,
-    mask: &mut dyn FnMut(&str) -> String,
-) -> Outcome {
-    let fields = record.fields;
-    let mut problems = Vec::new();
+    batch: Batch,
+    mask: &mut dyn FnMut(Vec<String>) -> Vec<String>,
+) -> Transformed {
+    let n = batch.size as usize;
+    let mut reasons: Vec<Option<String>> = vec![None; n];
+    missing_required(settings, &batch.columns, &mut reasons);
+    // A record without a required field is rejected for that alone, as 0.1 did.
+    let skip: Vec<bool> = reasons.iter().map(Option::is_some).collect();
+    let problem = |reasons: &mut [Option<String>], i: usize, text: String| match &mut reasons[i] {
+        Some(r) => {
+            r.push_str("; ");
+            r.push_str(&text);
+        }
+        None => reasons[i] = Some(text),
+    };
 
-    let missing: Vec<&str> = settings
-        .required
-        .iter()
-        .filter(|name| !fields.iter().any(|f| &f.name == *name))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Outcome::Reject(format!("missing field(s): {}", missing.join(", ")));
-    }
-
-    let mut out = Vec::with_capacity(fields.len() + 1);
-    for field in fields {
-        let name = field.name;
-        if matches!(field.value, Value::Null)
-            && settings.required.contains(&name)
-            && !settings.nullable.contains(&name)
-        {
-            problems.push(format!("field '{name}' is null and may not be"));
-            continue;
+    let mut out = Vec::with_capacity(batch.columns.len() + 1);
+    for column in batch.columns {
+        let Column {
+            name,
+            values,
+            missing,
+        } = column;
+        let present = |i: usize| !skip[i] && missing.binary_search(&(i as u32)).is_err();
+        let mut cells = into_cells(values, n);
+        if settings.required.contains(&name) && !settings.nullable.contains(&name) {
+            for (i, cell) in cells.iter().enumerate() {
+                if present(i) && matches!(cell, Value::Null) {
+                    problem(
+                        &mut reasons,
+                        i,
+                        format!("field '{name}' is null and may not be"),
+                    );
+                }
+            }
         }
         if settings.date_field.as_ref() == Some(&name) {
             continue; // set below from the message's send time, never from the body
         }
         if let Some((_, target)) = settings.mask.iter().find(|(source, _)| *source == name) {
-            match field.value {
-                Value::Text(raw) => out.push(Field {
-                    name: target.clone(),
-                    value: Value::Text(mask(&raw)),
-                }),
-                Value::Null => out.push(Field {
-                    name: target.clone(),
-                    value: Value::Null,
-                }),
-                other => problems.push(format!(
-                    "field '{name}' must be a string to be masked, got {}",
-                    kind(&other)
-                )),
+            // Every value of the column goes to the host in one call.
+            let (mut raw, mut at) = (Vec::new(), Vec::new());
+            for (i, cell) in cells.iter_mut().enumerate() {
+                if !present(i) {
+                    continue;
+                }
+                match std::mem::replace(cell, Value::Null) {
+                    Value::Text(text) => {
+                        raw.push(text);
+                        at.push(i);
+                    }
+                    Value::Null => {}
+                    other => problem(
+                        &mut reasons,
+                        i,
+                        format!(
+                            "field '{name}' must be a string to be masked, got {}",
+                            kind(&other)
+                        ),
+                    ),
+                }
             }
+            let tokens = if raw.is_empty() {
+                Vec::new()
+            } else {
+                mask(raw)
+            };
+            let mut masked = vec![None; n];
+            for (i, token) in at.into_iter().zip(tokens) {
+                masked[i] = Some(token);
+            }
+            out.push(Column {
+                name: target.clone(),
+                values: Values::Text(masked),
+                missing,
+            });
             continue;
         }
         if settings.version_field.as_ref() == Some(&name) {
-            match field.value {
-                Value::Text(v) => match version::encode(&v) {
-                    Ok(n) => out.push(Field {
-                        name,
-                        value: Value::Integer(n),
-                    }),
-                    Err(why) => problems.push(format!("field '{name}': {why}")),
-                },
-                Value::Null => out.push(Field {
-                    name,
-                    value: Value::Null,
-                }),
-                other => problems.push(format!(
-                    "field '{name}' must be a version string such as \"2.3.0\", got {}",
-                    kind(&other)
-                )),
+            let mut encoded = vec![None; n];
+            for (i, cell) in cells.iter().enumerate() {
+                if !present(i) {
+                    continue;
+                }
+                match cell {
+                    Value::Text(v) => match version::encode(v) {
+                        Ok(number) => encoded[i] = Some(number),
+                        Err(why) => problem(&mut reasons, i, format!("field '{name}': {why}")),
+                    },
+                    Value::Null => {}
+                    other => problem(
+                        &mut reasons,
+                        i,
+                        format!(
+                            "field '{name}' must be a version string such as \"2.3.0\", got {}",
+                            kind(other)
+                        ),
+                    ),
+                }
             }
+            out.push(Column {
+                name,
+                values: Values::Integer(encoded),
+                missing,
+            });
             continue;
         }
-        out.push(Field {
+        out.push(Column {
             name,
-            value: field.value,
+            values: from_cells(cells),
+            missing,
         });
-    }
-    if !problems.is_empty() {
-        return Outcome::Reject(problems.join("; "));
     }
     if let Some(date_field) = &settings.date_field {
-        out.push(Field {
+        let dates = batch
+            .metadata
+            .iter()
+            .zip(&reasons)
+            .map(|(m, reason)| reason.is_none().then(|| utc_date(m.sent_timestamp_ms)))
+            .collect();
+        out.push(Column {
             name: date_field.clone(),
-            value: Value::Text(utc_date(record.metadata.sent_timestamp_ms)),
+            values: Values::Text(dates),
+            missing: Vec::new(),
         });
     }
-    Outcome::Keep(out)
+    Transformed {
+        outcomes: reasons
+            .into_iter()
+            .map(|r| r.map_or(Outcome::Keep, Outcome::Reject))
+            .collect(),
+        columns: out,
+    }
+}
+
+/// Rejects every record that lacks a required field, naming them all in settings order.
+fn missing_required(settings: &Settings, columns: &[Column], reasons: &mut [Option<String>]) {
+    let found: Vec<Option<&Column>> = settings
+        .required
+        .iter()
+        .map(|r| columns.iter().find(|c| &c.name == r))
+        .collect();
+    if found
+        .iter()
+        .all(|c| c.is_some_and(|c| c.missing.is_empty()))
+    {
+        return; // the usual batch: every record has every required field
+    }
+    for (i, reason) in reasons.iter_mut().enumerate() {
+        let lacking: Vec<&str> = settings
+            .required
+            .iter()
+            .zip(&found)
+            .filter(|(_, c)| c.is_none_or(|c| c.missing.binary_search(&(i as u32)).is_ok()))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !lacking.is_empty() {
+            *reason = Some(format!("missing field(s): {}", lacking.join(", ")));
+        }
+    }
+}
+
+/// A column's values one per record (a missing record's slot is null), moved, not copied.
+pub fn into_cells(values: Values, n: usize) -> Vec<Value> {
+    fn each<T>(list: Vec<Option<T>>, f: impl Fn(T) -> Value) -> Vec<Value> {
+        list.into_iter()
+            .map(|v| v.map_or(Value::Null, &f))
+            .collect()
+    }
+    match values {
+        Values::Null => vec![Value::Null; n],
+        Values::Boolean(l) => each(l, Value::Boolean),
+        Values::Integer(l) => each(l, Value::Integer),
+        Values::Float(l) => each(l, Value::Float),
+        Values::Text(l) => each(l, Value::Text),
+        Values::Json(l) => each(l, Value::Json),
+        Values::Mixed(l) => l,
+    }
+}
+
+/// Cells back into a column, typed when every non-null value shares a kind.
+pub fn from_cells(cells: Vec<Value>) -> Values {
+    let kind_of = |v: &Value| std::mem::discriminant(v);
+    let mut kinds = cells
+        .iter()
+        .filter(|v| !matches!(v, Value::Null))
+        .map(kind_of);
+    let Some(first) = kinds.next() else {
+        return Values::Null;
+    };
+    if kinds.any(|k| k != first) {
+        return Values::Mixed(cells);
+    }
+    macro_rules! typed {
+        ($case:ident) => {
+            Values::$case(
+                cells
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::$case(x) => Some(x),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        };
+    }
+    match cells.iter().find(|v| !matches!(v, Value::Null)) {
+        Some(Value::Boolean(_)) => typed!(Boolean),
+        Some(Value::Integer(_)) => typed!(Integer),
+        Some(Value::Float(_)) => typed!(Float),
+        Some(Value::Text(_)) => typed!(Text),
+        Some(Value::Json(_)) => typed!(Json),
+        _ => Values::Null,
+    }
 }
 
 fn kind(value: &Value) -> String {
@@ -125,22 +263,115 @@ mod tests {
     use super::*;
     use crate::masq::policy::types::Metadata;
 
+    // One record at a time, as 0.1 saw them: each test record is a batch of its own, and the
+    // answer is read back as that record's fields (columns not listing it as missing).
+    #[derive(Debug)]
+    struct Field {
+        name: String,
+        value: Value,
+    }
+
+    #[derive(Debug)]
+    enum Outcome {
+        Keep(Vec<Field>),
+        Reject(String),
+        Drop,
+    }
+
+    struct Record(Vec<(String, Value)>);
+
     fn record(json: &[(&str, Value)]) -> Record {
-        Record {
-            metadata: Metadata {
-                message_id: "m1".into(),
-                sent_timestamp_ms: 1_669_852_800_000 + 3_600_000, // 2022-12-01T01:00Z
-                receive_count: 1,
-                source: "test".into(),
-            },
-            fields: json
-                .iter()
-                .map(|(n, v)| Field {
-                    name: n.to_string(),
-                    value: v.clone(),
+        Record(
+            json.iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn batch(records: &[Record]) -> Batch {
+        let n = records.len();
+        let mut columns: Vec<(String, Vec<Option<Value>>)> = Vec::new();
+        for (i, Record(fields)) in records.iter().enumerate() {
+            for (name, value) in fields {
+                let c = match columns.iter().position(|(c, _)| c == name) {
+                    Some(c) => c,
+                    None => {
+                        columns.push((name.clone(), vec![None; n]));
+                        columns.len() - 1
+                    }
+                };
+                columns[c].1[i] = Some(value.clone());
+            }
+        }
+        Batch {
+            size: n as u32,
+            source: "test".into(),
+            columns: columns
+                .into_iter()
+                .map(|(name, cells)| Column {
+                    name,
+                    missing: (0..n as u32)
+                        .filter(|&i| cells[i as usize].is_none())
+                        .collect(),
+                    values: from_cells(
+                        cells
+                            .into_iter()
+                            .map(|c| c.unwrap_or(Value::Null))
+                            .collect(),
+                    ),
+                })
+                .collect(),
+            metadata: (0..n)
+                .map(|i| Metadata {
+                    message_id: format!("m{i}"),
+                    sent_timestamp_ms: 1_669_852_800_000 + 3_600_000, // 2022-12-01T01:00Z
+                    receive_count: 1,
+                    attributes: Vec::new(),
                 })
                 .collect(),
         }
+    }
+
+    fn transform_all(
+        settings: &Settings,
+        records: &[Record],
+        mask: &mut dyn FnMut(&str) -> String,
+    ) -> Vec<Outcome> {
+        let n = records.len();
+        let out = transform_batch(settings, batch(records), &mut |values| {
+            values.iter().map(|v| mask(v)).collect()
+        });
+        let mut columns: Vec<(String, Vec<Value>, Vec<u32>)> = out
+            .columns
+            .into_iter()
+            .map(|c| (c.name, into_cells(c.values, n), c.missing))
+            .collect();
+        out.outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                crate::masq::policy::types::Outcome::Keep => Outcome::Keep(
+                    columns
+                        .iter_mut()
+                        .filter(|(_, _, missing)| !missing.contains(&(i as u32)))
+                        .map(|(name, cells, _)| Field {
+                            name: name.clone(),
+                            value: std::mem::replace(&mut cells[i], Value::Null),
+                        })
+                        .collect(),
+                ),
+                crate::masq::policy::types::Outcome::Reject(why) => Outcome::Reject(why),
+                crate::masq::policy::types::Outcome::Drop => Outcome::Drop,
+            })
+            .collect()
+    }
+
+    fn transform_record(
+        settings: &Settings,
+        record: Record,
+        mask: &mut dyn FnMut(&str) -> String,
+    ) -> Outcome {
+        transform_all(settings, &[record], mask).remove(0)
     }
 
     fn login(app_version: Value, ip: Value, locale: Value) -> Record {
@@ -240,6 +471,53 @@ mod tests {
             ))
             .starts_with("field 'app_version': 'v2' is not")
         );
+    }
+
+    #[test]
+    fn a_batch_of_mixed_records_is_judged_record_by_record() {
+        let records = [
+            login(
+                Value::Text("2.3.0".into()),
+                Value::Text("1.2.3.4".into()),
+                Value::Null,
+            ),
+            login(
+                Value::Integer(7),
+                Value::Text("5.6.7.8".into()),
+                Value::Null,
+            ),
+            record(&[("foo", Value::Text("oops".into()))]),
+            login(
+                Value::Text("1.0".into()),
+                Value::Null,
+                Value::Text("RU".into()),
+            ),
+        ];
+        let mut calls = 0;
+        let out = transform_all(&Settings::default(), &records, &mut |v| {
+            calls += 1;
+            fake_token(v)
+        });
+        let Outcome::Keep(fields) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            get(fields, "masked_ip"),
+            Some(&Value::Text("tok(1.2.3.4)".into()))
+        );
+        assert_eq!(get(fields, "locale"), Some(&Value::Null));
+        assert_eq!(get(fields, "foo"), None, "a column of other records only");
+        assert!(
+            matches!(&out[1], Outcome::Reject(why) if why == "field 'app_version' must be a version string such as \"2.3.0\", got integer 7")
+        );
+        assert!(
+            matches!(&out[2], Outcome::Reject(why) if why.starts_with("missing field(s): user_id"))
+        );
+        assert!(
+            matches!(&out[3], Outcome::Reject(why) if why == "field 'ip' is null and may not be")
+        );
+        // Masked values: ip of records 0 and 1, device_id of records 0, 1 and 3.
+        assert_eq!(calls, 5);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `masq plugin check FILE`: everything `masq run` checks about a policy at load, without a
 //! queue, a database or a key: it is a component, implements the world, imports only what
-//! masq grants, answers `describe`, accepts the configuration. Prints what it found.
+//! masq grants, answers `describe`, accepts the configuration. Prints what it found, the
+//! contract (0.1 or 0.2) first.
 
 use crate::keys::{KeyRing, Keys, Pseudonymizer};
 use crate::policy::{PolicyHost, PolicyOptions, PolicyRuntime};
@@ -25,6 +26,7 @@ pub fn check(file: &Path, options: PolicyOptions) -> anyhow::Result<String> {
     let info = host.info();
     let mut out = String::new();
     let _ = writeln!(out, "ok: {} {}", info.name, info.version);
+    let _ = writeln!(out, "  contract:    {}", host.contract());
     let _ = writeln!(
         out,
         "  file:        {} ({} bytes, sha256 {})",
@@ -35,6 +37,9 @@ pub fn check(file: &Path, options: PolicyOptions) -> anyhow::Result<String> {
     let _ = writeln!(out, "  compiled in: {} ms", host.compile_time().as_millis());
     let _ = writeln!(out, "  description: {}", info.description);
     let _ = writeln!(out, "  writes:      {}", host.writes().join(", "));
+    if !host.pii().is_empty() {
+        let _ = writeln!(out, "  pii:         {}", host.pii().join(", "));
+    }
     let _ = writeln!(
         out,
         "  imports:     {}",

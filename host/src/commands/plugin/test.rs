@@ -76,8 +76,17 @@ pub async fn run(args: PluginTestConfig) -> anyhow::Result<String> {
     }
 
     let mut problems = Vec::new();
-    if !args.pii.is_empty() {
-        problems.extend(pii_leaks(&items, &args.pii));
+    // The fields named with --pii and those the policy itself declares PII (contract 0.2).
+    let mut pii = args.pii.clone();
+    pii.extend(
+        policy
+            .pii()
+            .iter()
+            .filter(|f| !args.pii.contains(f))
+            .cloned(),
+    );
+    if !pii.is_empty() {
+        problems.extend(pii_leaks(&items, &pii, &args.pii));
     }
     if let Some(expect) = &args.expect {
         problems.extend(differences(&outputs, expect)?);
@@ -94,8 +103,9 @@ pub async fn run(args: PluginTestConfig) -> anyhow::Result<String> {
 }
 
 /// Every place where a value of a PII field of an input record appears, whole or as part, in
-/// an output field of the row made from it.
-fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
+/// an output field of the row made from it. `named` are the fields the author passed with
+/// --pii, which must occur in the input.
+fn pii_leaks(items: &[Item], pii: &[String], named: &[String]) -> Vec<String> {
     let mut leaks = Vec::new();
     // A misspelt --pii name would check nothing and pass: every name must occur in the input.
     let mut seen = std::collections::BTreeSet::new();
@@ -104,7 +114,7 @@ fn pii_leaks(items: &[Item], pii: &[String]) -> Vec<String> {
             seen.extend(fields.into_iter().map(|f| f.name));
         }
     }
-    for name in pii.iter().filter(|n| !seen.contains(*n)) {
+    for name in named.iter().filter(|n| !seen.contains(*n)) {
         leaks.push(format!(
             "--pii field '{name}' is in no input record, so nothing was checked for it; fields \
              in the input: {}",

@@ -1,0 +1,317 @@
+//! Contract 0.2 (`wit/v0.2/policy.wit`): its generated bindings, and the calls into a 0.2
+//! policy. The host's records become one columnar batch (each field name once, values by
+//! kind), and the policy's columns of kept rows become the host's rows again. Nothing here
+//! trusts the policy's shapes: a column of the wrong length fails the batch, by name.
+
+use super::imports::Sandbox;
+use super::record::Record;
+use super::{Field, LogSecrets, Outcome, Value};
+use crate::pipeline::scrub::Secrets;
+use masq::policy::types;
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
+use wasmtime::Store;
+
+wasmtime::component::bindgen!({
+    path: "../wit/v0.2",
+    world: "policy-plugin",
+    // As in 0.1: `seal-batch` traps where there is no key (a policy importing it is refused
+    // at load then, so the trap only backs that check up).
+    imports: { "masq:policy/seal.seal-batch": trappable },
+});
+
+/// The name masq prints for this contract.
+pub const CONTRACT: &str = "masq:policy@0.2.0";
+
+/// What a 0.2 policy's answer was missing to be read as rows.
+#[derive(Debug)]
+pub struct Malformed(pub String);
+
+/// Calls `transform` on a batch and reads its answer back as one outcome per record.
+/// `Ok(Err(..))`: the policy ran but its answer has the wrong shape.
+pub fn transform(
+    plugin: &PolicyPlugin,
+    store: &mut Store<Sandbox>,
+    records: &[Record],
+) -> wasmtime::Result<Result<Vec<Outcome>, Malformed>> {
+    let batch = Arc::new(to_batch(records));
+    store.data_mut().log_secrets = Some(batch.clone());
+    let answer = plugin.masq_policy_policy().call_transform(store, &batch)?;
+    Ok(rows(answer, records.len()))
+}
+
+/// The records as columns: every field name once, in the order the names first appear.
+pub fn to_batch(records: &[Record]) -> types::Batch {
+    let n = records.len();
+    // Per column, each record's value (`None`: the record lacks the field).
+    let mut columns: Vec<(&str, Vec<Option<&Value>>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::default();
+    for (i, record) in records.iter().enumerate() {
+        for (position, field) in record.fields.iter().enumerate() {
+            // Records of one batch almost always share their fields' order: look there first.
+            let c = if columns
+                .get(position)
+                .is_some_and(|(name, _)| *name == field.name)
+            {
+                position
+            } else if let Some(&c) = index.get(field.name.as_str()) {
+                c
+            } else {
+                columns.push((&field.name, vec![None; n]));
+                index.insert(&field.name, columns.len() - 1);
+                columns.len() - 1
+            };
+            columns[c].1[i] = Some(&field.value);
+        }
+    }
+    types::Batch {
+        size: n as u32,
+        source: records
+            .first()
+            .map(|r| r.metadata.source.clone())
+            .unwrap_or_default(),
+        columns: columns
+            .into_iter()
+            .map(|(name, cells)| column(name, &cells))
+            .collect(),
+        metadata: records
+            .iter()
+            .map(|r| types::Metadata {
+                message_id: r.metadata.message_id.clone(),
+                sent_timestamp_ms: r.metadata.sent_timestamp_ms,
+                receive_count: r.metadata.receive_count,
+                attributes: r.metadata.attributes.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The kind every present, non-null value of a column shares, if they share one.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Boolean,
+    Integer,
+    Float,
+    Text,
+    Json,
+}
+
+fn kind(v: &Value) -> Option<Kind> {
+    match v {
+        Value::Null => None,
+        Value::Boolean(_) => Some(Kind::Boolean),
+        Value::Integer(_) => Some(Kind::Integer),
+        Value::Float(_) => Some(Kind::Float),
+        Value::Text(_) => Some(Kind::Text),
+        Value::Json(_) => Some(Kind::Json),
+    }
+}
+
+fn column(name: &str, cells: &[Option<&Value>]) -> types::Column {
+    let missing = cells
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_none())
+        .map(|(i, _)| i as u32)
+        .collect();
+    let mut kinds = cells.iter().flatten().filter_map(|v| kind(v));
+    let first = kinds.next();
+    let shared = match first {
+        Some(k) if kinds.all(|other| other == k) => Some(k),
+        _ => None,
+    };
+    let values = match (first, shared) {
+        (None, _) => types::Values::Null,
+        (Some(_), None) => types::Values::Mixed(
+            cells
+                .iter()
+                .map(|c| c.map_or(types::Value::Null, to_wire_value))
+                .collect(),
+        ),
+        (_, Some(k)) => typed(k, cells),
+    };
+    types::Column {
+        name: name.to_string(),
+        values,
+        missing,
+    }
+}
+
+/// A column whose values all share kind `k` (or are null / missing).
+fn typed(k: Kind, cells: &[Option<&Value>]) -> types::Values {
+    macro_rules! each {
+        ($case:ident, $pat:pat => $out:expr) => {
+            types::Values::$case(
+                cells
+                    .iter()
+                    .map(|c| match c {
+                        Some($pat) => Some($out),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        };
+    }
+    match k {
+        Kind::Boolean => each!(Boolean, Value::Boolean(b) => *b),
+        Kind::Integer => each!(Integer, Value::Integer(i) => *i),
+        Kind::Float => each!(Float, Value::Float(f) => *f),
+        Kind::Text => each!(Text, Value::Text(t) => t.clone()),
+        Kind::Json => each!(Json, Value::Json(j) => j.clone()),
+    }
+}
+
+fn to_wire_value(v: &Value) -> types::Value {
+    match v {
+        Value::Null => types::Value::Null,
+        Value::Boolean(b) => types::Value::Boolean(*b),
+        Value::Integer(i) => types::Value::Integer(*i),
+        Value::Float(f) => types::Value::Float(*f),
+        Value::Text(t) => types::Value::Text(t.clone()),
+        Value::Json(j) => types::Value::Json(j.clone()),
+    }
+}
+
+fn from_wire_value(v: types::Value) -> Value {
+    match v {
+        types::Value::Null => Value::Null,
+        types::Value::Boolean(b) => Value::Boolean(b),
+        types::Value::Integer(i) => Value::Integer(i),
+        types::Value::Float(f) => Value::Float(f),
+        types::Value::Text(t) => Value::Text(t),
+        types::Value::Json(j) => Value::Json(j),
+    }
+}
+
+/// A column's values one record at a time, moved out rather than copied.
+fn cells(values: types::Values, n: usize) -> Box<dyn Iterator<Item = Value>> {
+    fn each<T: 'static>(
+        list: Vec<Option<T>>,
+        f: impl Fn(T) -> Value + 'static,
+    ) -> Box<dyn Iterator<Item = Value>> {
+        Box::new(list.into_iter().map(move |v| v.map_or(Value::Null, &f)))
+    }
+    match values {
+        types::Values::Null => Box::new(std::iter::repeat_n(Value::Null, n)),
+        types::Values::Boolean(l) => each(l, Value::Boolean),
+        types::Values::Integer(l) => each(l, Value::Integer),
+        types::Values::Float(l) => each(l, Value::Float),
+        types::Values::Text(l) => each(l, Value::Text),
+        types::Values::Json(l) => each(l, Value::Json),
+        types::Values::Mixed(l) => Box::new(l.into_iter().map(from_wire_value)),
+    }
+}
+
+fn len(values: &types::Values) -> Option<usize> {
+    match values {
+        types::Values::Null => None,
+        types::Values::Boolean(l) => Some(l.len()),
+        types::Values::Integer(l) => Some(l.len()),
+        types::Values::Float(l) => Some(l.len()),
+        types::Values::Text(l) => Some(l.len()),
+        types::Values::Json(l) => Some(l.len()),
+        types::Values::Mixed(l) => Some(l.len()),
+    }
+}
+
+/// The policy's answer as one outcome per record: a kept record's fields are its entries of
+/// the output columns (in column order), but for the columns that list it as missing.
+fn rows(answer: types::Transformed, n: usize) -> Result<Vec<Outcome>, Malformed> {
+    if answer.outcomes.len() != n {
+        return Err(Malformed(format!(
+            "{} outcomes for {n} records",
+            answer.outcomes.len()
+        )));
+    }
+    let mut columns = Vec::with_capacity(answer.columns.len());
+    for c in answer.columns {
+        if let Some(got) = len(&c.values).filter(|&l| l != n) {
+            return Err(Malformed(format!(
+                "output column '{}' holds {got} values for {n} records",
+                c.name.chars().take(64).collect::<String>()
+            )));
+        }
+        let mut missing = c.missing;
+        missing.sort_unstable();
+        columns.push((c.name, cells(c.values, n), missing));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, outcome) in answer.outcomes.into_iter().enumerate() {
+        // Every column yields one value per record, kept or not, to stay in step.
+        let mut fields = Vec::new();
+        let keep = matches!(outcome, types::Outcome::Keep);
+        if keep {
+            fields.reserve(columns.len());
+        }
+        for (name, values, missing) in &mut columns {
+            let value = values.next().unwrap_or(Value::Null);
+            if keep && missing.binary_search(&(i as u32)).is_err() {
+                fields.push(Field {
+                    name: name.clone(),
+                    value,
+                });
+            }
+        }
+        out.push(match outcome {
+            types::Outcome::Keep => Outcome::Keep(fields),
+            types::Outcome::Drop => Outcome::Drop,
+            types::Outcome::Reject(reason) => Outcome::Reject(reason),
+        });
+    }
+    Ok(out)
+}
+
+/// 0.2's description of a policy in the host's (0.1) form: the fields are the same.
+pub fn info(i: types::PolicyInfo) -> super::PolicyInfo {
+    super::PolicyInfo {
+        name: i.name,
+        version: i.version,
+        description: i.description,
+        writes: i.writes,
+        settings: i
+            .settings
+            .into_iter()
+            .map(|s| super::Setting {
+                name: s.name,
+                description: s.description,
+                default_value: s.default_value,
+            })
+            .collect(),
+    }
+}
+
+impl LogSecrets for types::Batch {
+    fn scrub(&self, text: &str, pii: &[String]) -> String {
+        let mut secrets = Secrets::default();
+        for c in &self.columns {
+            let (name, pii) = (c.name.as_str(), pii.contains(&c.name));
+            match &c.values {
+                types::Values::Null | types::Values::Boolean(_) => {}
+                types::Values::Integer(l) => l
+                    .iter()
+                    .flatten()
+                    .for_each(|i| secrets.add_owned(name, i.to_string(), pii)),
+                types::Values::Float(l) => l
+                    .iter()
+                    .flatten()
+                    .for_each(|f| secrets.add_owned(name, f.to_string(), pii)),
+                types::Values::Text(l) => l
+                    .iter()
+                    .flatten()
+                    .for_each(|t| secrets.add_text(name, t, pii)),
+                types::Values::Json(l) => l
+                    .iter()
+                    .flatten()
+                    .for_each(|j| secrets.add_json(name, j, pii)),
+                types::Values::Mixed(l) => l.iter().for_each(|v| match v {
+                    types::Value::Text(t) => secrets.add_text(name, t, pii),
+                    types::Value::Json(j) => secrets.add_json(name, j, pii),
+                    types::Value::Integer(i) => secrets.add_owned(name, i.to_string(), pii),
+                    types::Value::Float(f) => secrets.add_owned(name, f.to_string(), pii),
+                    types::Value::Boolean(_) | types::Value::Null => {}
+                }),
+            }
+        }
+        secrets.scrub(text)
+    }
+}
