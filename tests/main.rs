@@ -4,9 +4,11 @@
 
 mod support;
 
+mod attributes;
 mod authors_kit;
 mod bad_input;
 mod cli_errors;
+mod fifo;
 mod hostile_sender;
 mod hot_swap;
 mod ledger;
@@ -17,8 +19,10 @@ mod pii_at_rest;
 mod policy_languages;
 mod receivers;
 mod redelivery;
+mod s3_payloads;
 mod sandbox;
 mod sealing;
 mod shutdown;
 mod silent_peers;
+mod sns;
 mod sql_errors;

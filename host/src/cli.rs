@@ -56,11 +56,15 @@ Examples:
         #[command(subcommand)]
         command: DbCommand,
     },
-    /// Sends messages to a queue: the lines of a JSONL file, or N synthetic login events.
+    /// Sends messages to a queue (or through an SNS topic): the lines of a JSONL file, or N
+    /// synthetic login events; large ones offloaded to S3, to FIFO groups, with attributes.
     #[command(after_help = "\
 Examples:
   masq seed --queue-url $QUEUE --file messages.jsonl
-  masq seed --queue-url $QUEUE --count 20000        # about 1% of them malformed")]
+  masq seed --queue-url $QUEUE --count 20000        # about 1% of them malformed
+  masq seed --topic-arn $TOPIC --file messages.jsonl # through SNS
+  masq seed --queue-url $QUEUE --file big.jsonl --s3-offload-bucket payloads
+  masq seed --queue-url $QUEUE.fifo --count 900 --fifo-groups 3")]
     Seed(SeedArgs),
     /// Checks a policy without any service: world, imports, describe, configuration, size.
     #[command(
@@ -259,6 +263,14 @@ pub struct RunArgs {
     pub plugin_sha256: Option<String>,
     #[command(flatten)]
     pub queue: QueueArgs,
+    /// What a message body may be wrapped in: `auto` unwraps SNS Notification envelopes
+    /// (a queue subscribed to a topic without raw message delivery) and takes any other body
+    /// as it is; `sns` requires an envelope on every message (others are dead letters);
+    /// `none` never unwraps. See docs/aws-shapes.md.
+    #[arg(long, env = "MASQ_ENVELOPE", default_value = "auto", value_parser = parse_envelope)]
+    pub envelope: crate::source::envelope::Envelope,
+    #[command(flatten)]
+    pub s3: S3PayloadArgs,
     /// Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this address,
     /// e.g. 127.0.0.1:9187.
     #[arg(long, env = "MASQ_METRICS_ADDR")]
@@ -413,11 +425,55 @@ pub struct QueueArgs {
     pub sqs_timeout: u64,
 }
 
+/// Large payloads in S3, as the SQS Extended Client Library stores them.
+#[derive(Debug, Clone, Args)]
+pub struct S3PayloadArgs {
+    /// A bucket that message bodies may point to (an Extended Client payload pointer);
+    /// repeat for more. A pointer to any other bucket is a dead letter: a sender cannot make
+    /// masq read whatever else its role may read. In the environment, separate with ','.
+    #[arg(long, env = "MASQ_S3_PAYLOAD_BUCKETS", value_delimiter = ',')]
+    pub s3_payload_bucket: Vec<String>,
+    /// Delete a payload's S3 object once its message is committed (row or dead letter, which
+    /// then holds the payload), as the Extended Client does by default. Never before.
+    #[arg(long, env = "MASQ_S3_DELETE_AFTER_COMMIT")]
+    pub s3_delete_after_commit: bool,
+    /// Largest payload fetched from S3, in bytes; a larger one is a dead letter. The policy
+    /// holds a whole batch in its --policy-memory-mb.
+    #[arg(long, env = "MASQ_S3_MAX_PAYLOAD_BYTES", default_value_t = crate::source::s3_payload::DEFAULT_MAX_PAYLOAD_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=(1u64 << 30)))]
+    pub s3_max_payload_bytes: usize,
+}
+
+fn parse_envelope(s: &str) -> Result<crate::source::envelope::Envelope, String> {
+    crate::source::envelope::Envelope::parse(s)
+}
+
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "count"])))]
 pub struct SeedArgs {
-    #[command(flatten)]
-    pub queue: QueueArgs,
+    /// The SQS queue URL to send to (not needed with --topic-arn).
+    #[arg(long, env = "MASQ_QUEUE_URL", required_unless_present = "topic_arn")]
+    pub queue_url: Option<String>,
+    /// Publish to this SNS topic instead of sending to a queue; the queues subscribed to it
+    /// get the messages (in an envelope unless the subscription has raw message delivery).
+    #[arg(long, env = "MASQ_SEED_TOPIC_ARN")]
+    pub topic_arn: Option<String>,
+    /// Store bodies over --s3-offload-over bytes in this bucket and send an SQS Extended
+    /// Client pointer to them instead, as that library does.
+    #[arg(long, env = "MASQ_SEED_S3_BUCKET")]
+    pub s3_offload_bucket: Option<String>,
+    /// Bodies larger than this many bytes are offloaded (the Extended Client's default
+    /// threshold is 256 KiB).
+    #[arg(long, env = "MASQ_SEED_S3_OFFLOAD_OVER", default_value_t = 262_144)]
+    pub s3_offload_over: usize,
+    /// To a FIFO queue or topic: spread the messages over this many message groups
+    /// (`group-0`, `group-1`, ...; message i goes to group i mod N), each in the order sent.
+    /// Default 1 on FIFO destinations.
+    #[arg(long, env = "MASQ_SEED_FIFO_GROUPS")]
+    pub fifo_groups: Option<u32>,
+    /// A String message attribute every message carries, as NAME=VALUE; repeat for more.
+    #[arg(long = "message-attribute", value_parser = parse_key_value)]
+    pub message_attributes: Vec<(String, String)>,
     /// A JSONL file: each non-empty line is sent as one message body, as it is.
     #[arg(long, env = "MASQ_SEED_FILE")]
     pub file: Option<PathBuf>,

@@ -9,6 +9,8 @@ use crate::policy::PolicyOptions;
 use crate::sink::database::Database;
 use crate::sink::ledger::retention::Retention;
 use crate::sink::schema::TableName;
+use crate::source::envelope::Envelope;
+use crate::source::s3_payload::PayloadSettings;
 use crate::source::sqs::SqsTimeouts;
 use anyhow::bail;
 use std::path::PathBuf;
@@ -153,8 +155,17 @@ impl DbConfig {
 /// `masq seed`.
 #[derive(Debug, Clone)]
 pub struct SeedConfig {
-    pub queue_url: String,
+    pub queue_url: Option<String>,
+    /// Publish here instead of sending to the queue.
+    pub topic_arn: Option<String>,
     pub timeouts: SqsTimeouts,
+    /// Offload bodies over `s3_offload_over` bytes to this bucket.
+    pub s3_offload_bucket: Option<String>,
+    pub s3_offload_over: usize,
+    /// FIFO: message groups to spread over.
+    pub fifo_groups: Option<u32>,
+    /// String message attributes every message carries.
+    pub attributes: Vec<(String, String)>,
     /// Send this file's lines; else `count` synthetic messages from `seed`.
     pub file: Option<PathBuf>,
     pub count: u64,
@@ -164,8 +175,13 @@ pub struct SeedConfig {
 impl SeedConfig {
     pub fn from_args(args: &cli::SeedArgs) -> SeedConfig {
         SeedConfig {
-            queue_url: args.queue.queue_url.clone(),
-            timeouts: args.queue.timeouts(),
+            queue_url: args.queue_url.clone(),
+            topic_arn: args.topic_arn.clone(),
+            timeouts: SqsTimeouts::default(),
+            s3_offload_bucket: args.s3_offload_bucket.clone(),
+            s3_offload_over: args.s3_offload_over,
+            fifo_groups: args.fifo_groups,
+            attributes: args.message_attributes.clone(),
             file: args.file.clone(),
             count: args.count.unwrap_or(0),
             seed: args.seed,
@@ -209,6 +225,10 @@ pub struct RunConfig {
     pub visibility_timeout: i32,
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub pipeline: PipelineConfig,
+    /// What bodies may be wrapped in.
+    pub envelope: Envelope,
+    /// Payloads in S3.
+    pub payloads: PayloadSettings,
 }
 
 impl RunConfig {
@@ -219,6 +239,12 @@ impl RunConfig {
             sqs_timeouts: args.queue.timeouts(),
             visibility_timeout: args.visibility_timeout,
             metrics_addr: args.metrics_addr,
+            envelope: args.envelope,
+            payloads: PayloadSettings {
+                buckets: args.s3.s3_payload_bucket.clone(),
+                max_bytes: args.s3.s3_max_payload_bytes,
+                delete_after_commit: args.s3.s3_delete_after_commit,
+            },
             pipeline: PipelineConfig {
                 batch_size: args.batch_size as usize,
                 batch_wait: Duration::from_millis(args.batch_wait_ms),

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod faultproxy;
 pub mod net;
 
@@ -330,6 +331,13 @@ impl TestEnv {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A JSONL file of `bodies` in this test's directory; returns its path.
+    pub fn jsonl(&self, name: &str, bodies: &[String]) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, bodies.join("\n") + "\n").unwrap();
+        path.display().to_string()
     }
 
     /// Sends `bodies` in order, ten per call.

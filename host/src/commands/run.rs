@@ -28,7 +28,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<ExitCode> {
 
     let source = SqsSource::connect(&config.queue_url, config.sqs_timeouts)
         .await?
-        .with_visibility_timeout(config.visibility_timeout);
+        .with_visibility_timeout(config.visibility_timeout)
+        .with_envelope(config.envelope)
+        .with_payloads(config.payloads.clone());
+    if source.is_fifo() {
+        tracing::info!(
+            queue = %config.queue_url,
+            "FIFO queue: each message group is committed in send order; groups proceed in parallel"
+        );
+    }
     let (visible, _) = source.depth().await?;
     // Before the ledger is opened: opening it drops entries older than the retention.
     let (message_retention, visibility) = source.redelivery_window().await?;

@@ -81,13 +81,21 @@ pub async fn decide(
             };
             continue;
         }
-        if item.message.body.len() > MAX_BODY_BYTES {
+        if item.message.body.len() > item.message.body_limit {
+            let limit = item.message.body_limit;
             item.verdict = Verdict::Dead {
                 stage: Stage::Decode,
-                reason: format!(
-                    "message body of {} bytes is over the {MAX_BODY_BYTES} bytes masq decodes (SQS's own maximum)",
-                    item.message.body.len()
-                ),
+                reason: if limit == MAX_BODY_BYTES {
+                    format!(
+                        "message body of {} bytes is over the {MAX_BODY_BYTES} bytes masq decodes (SQS's own maximum)",
+                        item.message.body.len()
+                    )
+                } else {
+                    format!(
+                        "message body of {} bytes is over the {limit} bytes masq decodes (--s3-max-payload-bytes)",
+                        item.message.body.len()
+                    )
+                },
             };
             continue;
         }

@@ -29,6 +29,9 @@ struct Queue {
     in_flight: HashMap<String, Message>,
     acknowledged: Vec<String>,
     deliveries: u64,
+    /// A FIFO queue with one message group: one message at a time, the next only once the
+    /// one in flight is deleted (which takes a moment).
+    one_group: bool,
 }
 
 #[derive(Clone)]
@@ -84,7 +87,11 @@ impl Source for FakeSource {
     async fn receive(&self, _wait: Duration) -> anyhow::Result<Vec<Message>> {
         let got: Vec<Message> = {
             let mut q = self.queue.lock().unwrap();
-            let n = q.visible.len().min(10);
+            let n = match (q.one_group, q.in_flight.is_empty()) {
+                (true, false) => 0,
+                (true, true) => q.visible.len().min(1),
+                (false, _) => q.visible.len().min(10),
+            };
             let mut out = Vec::with_capacity(n);
             for _ in 0..n {
                 let mut m = q.visible.pop_front().unwrap();
@@ -103,7 +110,14 @@ impl Source for FakeSource {
         Ok(got)
     }
 
+    fn acknowledge_unlocks(&self) -> bool {
+        self.queue.lock().unwrap().one_group
+    }
+
     async fn acknowledge(&self, receipts: &[&str]) {
+        if self.acknowledge_unlocks() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let committed = self.committed.lock().unwrap();
         let mut q = self.queue.lock().unwrap();
         for r in receipts {
@@ -242,7 +256,21 @@ struct Run {
 
 async fn drain(bodies: &[&str], script: Vec<WriteError>, dry_run: bool) -> Run {
     let committed = Arc::new(Mutex::new(Committed::default()));
-    let source = FakeSource::with(bodies, &committed);
+    drain_from(
+        FakeSource::with(bodies, &committed),
+        committed,
+        script,
+        dry_run,
+    )
+    .await
+}
+
+async fn drain_from(
+    source: FakeSource,
+    committed: Arc<Mutex<Committed>>,
+    script: Vec<WriteError>,
+    dry_run: bool,
+) -> Run {
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
     let sinks = (0..2)
         .map(|_| FakeSink {
@@ -308,6 +336,25 @@ async fn a_drain_settles_every_message_once_and_acknowledges_only_committed_ones
     assert_eq!(Counters::get(&r.counters.received), 250);
     assert_eq!(Counters::get(&r.counters.written), c.written.len() as u64);
     assert_eq!(Counters::get(&r.counters.held), 0);
+}
+
+#[tokio::test]
+async fn a_fifo_drain_waits_for_deletes_that_release_a_group_and_keeps_its_order() {
+    // Each message of the group appears only after the previous one is deleted: a drain that
+    // ended when it held nothing and a receive came back empty would stop after the first.
+    let bodies = ["row"; 12];
+    let committed = Arc::new(Mutex::new(Committed::default()));
+    let source = FakeSource::with(&bodies, &committed);
+    source.queue.lock().unwrap().one_group = true;
+    let r = drain_from(source, committed, Vec::new(), false).await;
+    r.result.unwrap();
+    let expected: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        r.committed.lock().unwrap().written,
+        expected,
+        "in send order"
+    );
+    assert_eq!((r.source.visible(), r.source.in_flight()), (0, 0));
 }
 
 #[tokio::test]

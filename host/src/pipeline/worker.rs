@@ -140,6 +140,14 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                     acks.spawn(async move {
                         let receipts: Vec<&str> =
                             items.iter().map(|i| i.message.receipt.as_str()).collect();
+                        if source.acknowledge_unlocks() {
+                            // FIFO: the group's next messages appear only once these are
+                            // deleted, so an empty receive before then does not mean the queue
+                            // is drained. Held until deleted, then the receivers are woken.
+                            source.acknowledge(&receipts).await;
+                            held.remove(receipts.iter().copied(), true);
+                            return;
+                        }
                         // Committed: no longer masq's to extend, whether or not the
                         // acknowledgement lands (a message that reappears is skipped by the
                         // ledger).

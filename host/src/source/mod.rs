@@ -5,7 +5,11 @@
 
 pub mod dead_letters;
 pub mod decode;
+pub mod envelope;
+pub mod fifo;
 pub mod jsonl;
+pub mod s3_payload;
+pub mod sender;
 pub mod sqs;
 pub mod synthetic;
 
@@ -35,10 +39,15 @@ pub struct Message {
     /// Why the body could not be read as it was sent (not UTF-8, too long), if so: the
     /// message becomes a dead letter with this reason, whatever its body looks like.
     pub unreadable: Option<String>,
-    /// The message's attributes as text pairs: SQS message attributes, system attributes
-    /// (MessageGroupId, ApproximateFirstReceiveTimestamp, ...), the SNS topic ARN. Filled by
-    /// the SQS source; empty for files. 0.2 policies see them in each record's metadata.
+    /// What the source knows about the message besides its body, as (name, value): SQS
+    /// system attributes by their AWS names (`MessageGroupId`, `SentTimestamp`, ...), message
+    /// attributes by their own names, and facts of an unwrapped delivery (`sns.topic_arn`,
+    /// `sns.message_id`, `sns.timestamp`, `s3.bucket`, `s3.key`). Empty for files and
+    /// dead letters.
     pub attributes: Vec<(String, String)>,
+    /// Largest body masq decodes for this message: `MAX_BODY_BYTES`, or the S3 payload cap
+    /// for a body fetched from S3 (`--s3-max-payload-bytes`).
+    pub body_limit: usize,
 }
 
 impl Message {
@@ -58,6 +67,7 @@ impl Message {
             received_at: Instant::now(),
             unreadable: None,
             attributes: Vec::new(),
+            body_limit: MAX_BODY_BYTES,
         }
     }
 }
@@ -86,6 +96,13 @@ pub trait Source: Clone + Send + Sync + 'static {
 
     /// The messages are committed: the source may forget them (SQS deletes them).
     fn acknowledge(&self, receipts: &[&str]) -> impl Future<Output = ()> + Send;
+
+    /// Whether acknowledging can make messages available that a receive could not get before
+    /// (a FIFO queue hands out a group's next messages only once the earlier ones are
+    /// deleted). A drain then waits for the acknowledgement before it may end.
+    fn acknowledge_unlocks(&self) -> bool {
+        false
+    }
 
     /// The messages were not committed: the source should offer them again after `delay`
     /// (SQS makes them visible again; a file cannot, and says so in the summary).

@@ -2,8 +2,16 @@
 //! entries that fail are retried; visibility is extended for messages still being worked on
 //! and dropped to zero for messages masq gives back. It never decides *when* to delete: the
 //! pipeline calls `delete` only after the database commit.
+//!
+//! What a receive returns is shaped here before the pipeline sees it: attributes carried with
+//! each message, an SNS envelope unwrapped (`envelope`), a payload fetched from S3
+//! (`s3_payload`), and on a FIFO queue the later messages of a group held back with an
+//! earlier one (`fifo`).
 
-use super::{Message, Source};
+use super::envelope::{self, Envelope};
+use super::s3_payload::{self, FetchError, PayloadSettings, S3Payloads};
+use super::{Message, Source, fifo};
+use crate::sink::sql::storable;
 use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
@@ -21,6 +29,9 @@ const CALLS_AT_ONCE: usize = 16;
 /// Attempts for each delete entry before leaving the message to reappear (the ledger then
 /// makes the redelivery harmless).
 const DELETE_ATTEMPTS: u32 = 5;
+/// Deliveries a message gets while S3 cannot give its payload; then it is a dead letter with
+/// the reason (it keeps the pointer, nothing is lost).
+const S3_DELIVERIES: u32 = 5;
 
 /// How long masq waits for SQS. A server that accepts connections but never answers costs a
 /// log line after these times, never a silent hang.
@@ -50,10 +61,19 @@ pub struct SqsSource {
     /// Seconds a received message stays hidden from other consumers; masq extends it while
     /// it holds the message.
     visibility: i32,
+    /// What bodies may be wrapped in (`--envelope`).
+    envelope: Envelope,
+    /// Payloads in S3 (`--s3-*`).
+    payloads: S3Payloads,
+    /// The queue's URL ends in `.fifo`: a group's later messages wait for its earlier ones.
+    fifo: bool,
+    /// The AWS settings the SQS client was made from, for the S3 client.
+    aws: aws_config::SdkConfig,
 }
 
-/// The AWS client from the standard chain (AWS_ENDPOINT_URL, AWS_REGION, credentials).
-pub async fn client(timeouts: SqsTimeouts) -> anyhow::Result<(Client, String)> {
+/// The AWS settings from the standard chain (AWS_ENDPOINT_URL, AWS_REGION, credentials), and
+/// the endpoint as error messages name it.
+pub async fn aws_config(timeouts: SqsTimeouts) -> anyhow::Result<(aws_config::SdkConfig, String)> {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
@@ -81,7 +101,22 @@ pub async fn client(timeouts: SqsTimeouts) -> anyhow::Result<(Client, String)> {
                 config.region().expect("checked above")
             )
         });
+    Ok((config, endpoint))
+}
+
+/// The SQS client from the standard chain, and the endpoint as error messages name it.
+pub async fn client(timeouts: SqsTimeouts) -> anyhow::Result<(Client, String)> {
+    let (config, endpoint) = aws_config(timeouts).await?;
     Ok((Client::new(&config), endpoint))
+}
+
+/// An S3 client from the same settings. A custom endpoint (a local server, MinIO) gets
+/// path-style addresses: `bucket.host` names rarely resolve there.
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
 }
 
 /// One short sentence for an SDK error: the service's code and message, or the innermost
@@ -122,16 +157,43 @@ fn is_missing_queue<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
 impl SqsSource {
     /// Connects and checks the queue answers, so a wrong URL fails at start, not in a loop.
     pub async fn connect(queue_url: &str, timeouts: SqsTimeouts) -> anyhow::Result<SqsSource> {
-        let (client, endpoint) = client(timeouts).await?;
+        let (aws, endpoint) = aws_config(timeouts).await?;
         let source = SqsSource {
-            client,
+            client: Client::new(&aws),
             queue_url: queue_url.to_string(),
             endpoint,
             timeouts,
             visibility: 30,
+            envelope: Envelope::default(),
+            payloads: S3Payloads::new(None, PayloadSettings::default(), timeouts.call),
+            fifo: fifo::is_fifo(queue_url),
+            aws,
         };
         source.depth().await?;
         Ok(source)
+    }
+
+    /// What bodies may be wrapped in.
+    pub fn with_envelope(mut self, envelope: Envelope) -> SqsSource {
+        self.envelope = envelope;
+        self
+    }
+
+    /// How payloads in S3 are fetched (from the buckets allowed) and cleaned up.
+    pub fn with_payloads(mut self, settings: PayloadSettings) -> SqsSource {
+        let client = (!settings.buckets.is_empty()).then(|| s3_client(&self.aws));
+        self.payloads = S3Payloads::new(client, settings, self.timeouts.call);
+        self
+    }
+
+    /// Whether the queue is a FIFO queue (its URL ends in `.fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
+    }
+
+    /// The AWS settings masq runs with (for the S3 and SNS clients of `masq seed`).
+    pub fn aws(&self) -> &aws_config::SdkConfig {
+        &self.aws
     }
 
     /// The visibility timeout receives ask for and extensions renew, in seconds.
@@ -258,7 +320,7 @@ impl SqsSource {
         }))
     }
 
-    /// One long-poll receive of up to ten messages.
+    /// One long-poll receive of up to ten messages, shaped for the pipeline (`shape`).
     pub async fn receive_messages(&self, wait_seconds: i32) -> anyhow::Result<Vec<Message>> {
         let request = self
             .client
@@ -267,8 +329,8 @@ impl SqsSource {
             .max_number_of_messages(SQS_BATCH as i32)
             .wait_time_seconds(wait_seconds)
             .visibility_timeout(self.visibility)
-            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send();
         let wait = Duration::from_secs(wait_seconds.max(0) as u64);
         let out = self.call("receive from", wait, request).await?;
@@ -298,15 +360,116 @@ impl SqsSource {
             let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
-            messages.push(Message::new(
+            let mut message = Message::new(
                 id.to_string(),
                 receipt.to_string(),
                 m.body().unwrap_or_default().to_string(),
                 sent_ms,
                 receive_count,
-            ));
+            );
+            message.attributes = attributes_of(m);
+            messages.push(message);
         }
-        Ok(messages)
+        Ok(self.shape(messages).await)
+    }
+
+    /// Unwraps envelopes and fetches payloads; what cannot be read becomes the message's
+    /// dead-letter reason. Messages whose payload S3 cannot give right now go back to the
+    /// queue (on a FIFO queue with every later message of their group) and are not returned.
+    async fn shape(&self, mut messages: Vec<Message>) -> Vec<Message> {
+        let mut pointers = Vec::with_capacity(messages.len());
+        for m in messages.iter_mut() {
+            pointers.push(None);
+            match envelope::unwrap(self.envelope, &m.body) {
+                Ok(None) => {}
+                Ok(Some(inner)) => {
+                    m.body = inner.message;
+                    m.attributes.extend(inner.attributes);
+                }
+                Err(reason) => {
+                    m.unreadable = Some(storable(&reason).into_owned());
+                    continue;
+                }
+            }
+            match s3_payload::pointer(&m.body) {
+                None => {}
+                Some(Ok(pointer)) => *pointers.last_mut().expect("pushed") = Some(pointer),
+                Some(Err(reason)) => m.unreadable = Some(storable(&reason).into_owned()),
+            }
+        }
+        if pointers.iter().all(Option::is_none) {
+            return messages;
+        }
+        let fetches = pointers.iter().map(|p| async move {
+            match p {
+                Some(p) => Some(self.payloads.fetch(p).await),
+                None => None,
+            }
+        });
+        let fetched = futures_util::future::join_all(fetches).await;
+        let mut held_back = vec![false; messages.len()];
+        for (i, result) in fetched.into_iter().enumerate() {
+            let (Some(result), Some(pointer)) = (result, &pointers[i]) else {
+                continue;
+            };
+            let m = &mut messages[i];
+            match result {
+                Ok(payload) => {
+                    m.body = payload;
+                    m.body_limit = self.payloads.max_bytes();
+                    m.attributes
+                        .push(("s3.bucket".into(), pointer.bucket.clone()));
+                    m.attributes.push(("s3.key".into(), pointer.key.clone()));
+                }
+                // Reasons name the bucket and key, which come from the message: storable, as
+                // every reason (and escaped in logs).
+                Err(FetchError::Missing(why) | FetchError::Permanent(why)) => {
+                    m.unreadable = Some(storable(&why).into_owned())
+                }
+                Err(FetchError::Passing(why)) if m.receive_count >= S3_DELIVERIES => {
+                    let why = format!("{why}; given up after {S3_DELIVERIES} deliveries");
+                    m.unreadable = Some(storable(&why).into_owned())
+                }
+                Err(FetchError::Passing(why)) => {
+                    tracing::warn!(
+                        message_id = %m.id,
+                        delivery = m.receive_count,
+                        error = ?why,
+                        "payload not fetched; the message goes back to the queue and is tried again"
+                    );
+                    held_back[i] = true;
+                }
+            }
+        }
+        if self.fifo {
+            let groups: Vec<Option<&str>> = messages.iter().map(group_of).collect();
+            fifo::hold_back_followers(&groups, &mut held_back);
+        }
+        // Backwards: a FIFO server that puts a message back at the front of its group then
+        // keeps the group's order.
+        let back: Vec<&str> = messages
+            .iter()
+            .zip(&held_back)
+            .rev()
+            .filter(|(_, held)| **held)
+            .map(|(m, _)| m.receipt.as_str())
+            .collect();
+        if !back.is_empty() {
+            let deliveries = messages.iter().map(|m| m.receive_count).max().unwrap_or(1);
+            let delay = (10 * deliveries as i32).min(300);
+            self.set_visibility(&back, delay).await;
+        }
+        let mut kept = Vec::with_capacity(messages.len());
+        for ((m, held), pointer) in messages.into_iter().zip(held_back).zip(pointers) {
+            if held {
+                continue;
+            }
+            if let Some(pointer) = pointer.filter(|_| m.unreadable.is_none()) {
+                self.payloads.remember(&m.receipt, pointer);
+            }
+            kept.push(m);
+        }
+        kept
     }
 
     /// Deletes messages, ten per call, retrying entries that fail. Returns how many could not
@@ -407,23 +570,23 @@ impl SqsSource {
         }
     }
 
-    /// Sends bodies, ten per call. Fails if SQS refuses any entry.
-    pub async fn send(&self, bodies: &[String]) -> anyhow::Result<()> {
-        for chunk in bodies.chunks(SQS_BATCH) {
-            let entries = numbered(chunk, |i, body| send_entry(i, body));
-            let call = self.client.send_message_batch().queue_url(&self.queue_url);
-            let request = call.set_entries(entries).send();
-            let out = self.call("send to", Duration::ZERO, request).await?;
-            if let Some(f) = out.failed().first() {
-                bail!(
-                    "queue {} refused {} of {} messages: {} ({})",
-                    self.queue_url,
-                    out.failed().len(),
-                    chunk.len(),
-                    f.message().unwrap_or("no message"),
-                    f.code()
-                );
-            }
+    /// Sends one batch of up to ten entries. Fails if SQS refuses any of them.
+    pub async fn send_entries(
+        &self,
+        entries: Vec<SendMessageBatchRequestEntry>,
+    ) -> anyhow::Result<()> {
+        let n = entries.len();
+        let call = self.client.send_message_batch().queue_url(&self.queue_url);
+        let request = call.set_entries(Some(entries)).send();
+        let out = self.call("send to", Duration::ZERO, request).await?;
+        if let Some(f) = out.failed().first() {
+            bail!(
+                "queue {} refused {} of {n} messages: {} ({})",
+                self.queue_url,
+                out.failed().len(),
+                f.message().unwrap_or("no message"),
+                f.code()
+            );
         }
         Ok(())
     }
@@ -458,11 +621,6 @@ fn visibility_entry(
         .expect("id and receipt set")
 }
 
-fn send_entry(id: usize, body: &str) -> SendMessageBatchRequestEntry {
-    let entry = SendMessageBatchRequestEntry::builder().message_body(body);
-    entry.id(id.to_string()).build().expect("id and body set")
-}
-
 impl Source for SqsSource {
     fn name(&self) -> &str {
         &self.queue_url
@@ -482,9 +640,17 @@ impl Source for SqsSource {
 
     async fn acknowledge(&self, receipts: &[&str]) {
         self.delete(receipts).await;
+        // After the commit, and after SQS forgot the message: a payload object is never
+        // deleted while its message could still be written.
+        self.payloads.committed(receipts).await;
+    }
+
+    fn acknowledge_unlocks(&self) -> bool {
+        self.fifo
     }
 
     async fn release(&self, receipts: &[&str], delay: Duration) {
+        self.payloads.forget(receipts);
         // SQS takes 0 to 12 hours.
         self.set_visibility(receipts, delay.as_secs().min(43_200) as i32)
             .await;
@@ -500,5 +666,85 @@ impl Source for SqsSource {
             "extending visibility of held messages"
         );
         self.set_visibility(receipts, self.visibility).await;
+    }
+}
+
+/// A message's `MessageGroupId`, on a FIFO queue.
+fn group_of(m: &Message) -> Option<&str> {
+    m.attributes
+        .iter()
+        .find(|(name, _)| name == "MessageGroupId")
+        .map(|(_, v)| v.as_str())
+}
+
+/// A received message's attributes: system attributes by their AWS names, then message
+/// attributes by their names, each sorted by name. Binary attribute values are base64.
+fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let mut system: Vec<(String, String)> = m
+        .attributes()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| (name.as_str().to_string(), value.clone()))
+        .collect();
+    system.sort();
+    let mut own: Vec<(String, String)> = m
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| {
+            let text = match (value.string_value(), value.binary_value()) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(b)) => base64::engine::general_purpose::STANDARD.encode(b.as_ref()),
+                (None, None) => return None,
+            };
+            Some((name.clone(), text))
+        })
+        .collect();
+    own.sort();
+    system.extend(own);
+    system
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::types::{Message as SqsMessage, MessageAttributeValue};
+
+    #[test]
+    fn attributes_keep_their_aws_names_and_values() {
+        let m = SqsMessage::builder()
+            .attributes(MessageSystemAttributeName::MessageGroupId, "g1")
+            .attributes(
+                MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+                "1700000000000",
+            )
+            .message_attributes(
+                "tenant",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("acme")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "blob",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(aws_sdk_sqs::primitives::Blob::new(b"hi".to_vec()))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        assert_eq!(
+            attributes_of(&m),
+            [
+                ("ApproximateFirstReceiveTimestamp", "1700000000000"),
+                ("MessageGroupId", "g1"),
+                ("blob", "aGk="),
+                ("tenant", "acme"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 }

@@ -1,13 +1,10 @@
 //! Test data for queues: synthetic login events of which about 1% are malformed in the ways
-//! real queues are (see `MALFORMED`), or the lines of a JSONL file; `masq seed` sends them.
+//! real queues are (see `MALFORMED`), or the lines of a JSONL file; `masq seed` sends them
+//! (through a `Sender`, in whatever shape it was asked for).
 
-use crate::source::sqs::SqsSource;
+use crate::source::sender::Sender;
 use anyhow::{Context, bail};
-use futures_util::stream::{self, TryStreamExt};
 use std::path::Path;
-
-/// Send calls in flight at once.
-const CONCURRENCY: usize = 16;
 
 /// The bad bodies `--count` mixes in, each a kind of input the pipeline must dead-letter.
 pub const MALFORMED: &[&str] = &[
@@ -19,8 +16,9 @@ pub const MALFORMED: &[&str] = &[
     r#"["not", "an", "object"]"#,
 ];
 
-/// Sends each non-empty line of a JSONL file as one message, in file order per batch of ten.
-pub async fn from_file(source: &SqsSource, path: &Path) -> anyhow::Result<u64> {
+/// Sends each non-empty line of a JSONL file as one message, in file order per batch of ten
+/// (in file order altogether to a FIFO destination).
+pub async fn from_file(sender: &mut Sender, path: &Path) -> anyhow::Result<u64> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let bodies: Vec<String> = text
@@ -34,11 +32,11 @@ pub async fn from_file(source: &SqsSource, path: &Path) -> anyhow::Result<u64> {
             path.display()
         );
     }
-    send_all(source, bodies).await
+    sender.send(bodies).await
 }
 
 /// Sends `count` synthetic login events; returns (sent, malformed).
-pub async fn send(source: &SqsSource, count: u64, seed: u64) -> anyhow::Result<(u64, u64)> {
+pub async fn send(sender: &mut Sender, count: u64, seed: u64) -> anyhow::Result<(u64, u64)> {
     let mut rng = SplitMix(seed);
     let mut malformed = 0;
     let mut sent = 0;
@@ -55,22 +53,10 @@ pub async fn send(source: &SqsSource, count: u64, seed: u64) -> anyhow::Result<(
                 }
             })
             .collect();
-        send_all(source, bodies).await?;
+        sender.send(bodies).await?;
         sent += n;
     }
     Ok((sent, malformed))
-}
-
-async fn send_all(source: &SqsSource, bodies: Vec<String>) -> anyhow::Result<u64> {
-    let n = bodies.len() as u64;
-    let chunks: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
-    stream::iter(chunks.into_iter().map(Ok::<_, anyhow::Error>))
-        .try_for_each_concurrent(
-            CONCURRENCY,
-            |chunk| async move { source.send(&chunk).await },
-        )
-        .await?;
-    Ok(n)
 }
 
 /// One login event shaped like the take-home's messages.
