@@ -62,7 +62,7 @@ chaos: services plugins
 
 # Throughput against the SQS server's own ceiling; writes docs/BENCHMARKS.md.
 bench: services plugins
-    cargo build --release --locked -p masq -p latency-proxy --examples
+    cargo build --release --locked -p masq -p latency-proxy --bins --examples
     python3 scripts/bench.py
 
 # cargo-fuzz needs nightly -Z flags: this runs on the stable toolchain with RUSTC_BOOTSTRAP=1,

@@ -15,6 +15,7 @@ use wasmtime::Store;
 wasmtime::component::bindgen!({
     path: "../wit/v0.2",
     world: "policy-plugin",
+    additional_derives: [PartialEq],
     // As in 0.1: `seal-batch` traps where there is no key (a policy importing it is refused
     // at load then, so the trap only backs that check up).
     imports: { "masq:policy/seal.seal-batch": trappable },
@@ -313,5 +314,135 @@ impl LogSecrets for types::Batch {
             }
         }
         secrets.scrub(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Metadata;
+
+    fn record(id: &str, fields: Vec<(&str, Value)>) -> Record {
+        Record {
+            metadata: Metadata {
+                message_id: id.into(),
+                sent_timestamp_ms: 7,
+                receive_count: 1,
+                source: "q".into(),
+                attributes: vec![("MessageGroupId".into(), "g1".into())],
+            },
+            fields: fields
+                .into_iter()
+                .map(|(name, value)| Field {
+                    name: name.into(),
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn records_become_typed_columns_with_names_once() {
+        let batch = to_batch(&[
+            record(
+                "a",
+                vec![
+                    ("ip", Value::Text("1.2.3.4".into())),
+                    ("n", Value::Integer(1)),
+                    ("x", Value::Null),
+                ],
+            ),
+            record(
+                "b",
+                vec![("n", Value::Text("two".into())), ("ip", Value::Null)],
+            ),
+        ]);
+        assert_eq!(batch.size, 2);
+        assert_eq!(batch.source, "q");
+        let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ip", "n", "x"]);
+        assert_eq!(
+            batch.columns[0].values,
+            types::Values::Text(vec![Some("1.2.3.4".into()), None])
+        );
+        assert_eq!(
+            batch.columns[1].values,
+            types::Values::Mixed(vec![
+                types::Value::Integer(1),
+                types::Value::Text("two".into())
+            ])
+        );
+        assert_eq!(batch.columns[2].values, types::Values::Null);
+        assert_eq!(batch.columns[2].missing, [1]);
+        assert_eq!(batch.metadata[1].message_id, "b");
+        assert_eq!(
+            batch.metadata[0].attributes,
+            [("MessageGroupId".to_string(), "g1".to_string())]
+        );
+    }
+
+    #[test]
+    fn kept_records_take_their_entries_of_the_output_columns() {
+        let answer = types::Transformed {
+            outcomes: vec![
+                types::Outcome::Keep,
+                types::Outcome::Reject("no".into()),
+                types::Outcome::Keep,
+            ],
+            columns: vec![
+                types::Column {
+                    name: "a".into(),
+                    values: types::Values::Integer(vec![Some(1), Some(2), None]),
+                    missing: vec![],
+                },
+                types::Column {
+                    name: "b".into(),
+                    values: types::Values::Text(vec![None, None, Some("z".into())]),
+                    missing: vec![0],
+                },
+            ],
+        };
+        let rows = rows(answer, 3).unwrap();
+        assert_eq!(
+            rows,
+            [
+                Outcome::Keep(vec![Field {
+                    name: "a".into(),
+                    value: Value::Integer(1)
+                }]),
+                Outcome::Reject("no".into()),
+                Outcome::Keep(vec![
+                    Field {
+                        name: "a".into(),
+                        value: Value::Null
+                    },
+                    Field {
+                        name: "b".into(),
+                        value: Value::Text("z".into())
+                    }
+                ]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_shape_is_refused_by_name() {
+        let short = types::Transformed {
+            outcomes: vec![types::Outcome::Keep; 2],
+            columns: vec![types::Column {
+                name: "a".into(),
+                values: types::Values::Boolean(vec![Some(true)]),
+                missing: vec![],
+            }],
+        };
+        assert_eq!(
+            rows(short, 2).unwrap_err().0,
+            "output column 'a' holds 1 values for 2 records"
+        );
+        let few = types::Transformed {
+            outcomes: vec![types::Outcome::Drop],
+            columns: vec![],
+        };
+        assert_eq!(rows(few, 2).unwrap_err().0, "1 outcomes for 2 records");
     }
 }
