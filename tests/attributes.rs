@@ -101,3 +101,63 @@ async fn attributes_of_an_sns_envelope_arrive_with_the_inner_message() {
         m.attributes
     );
 }
+
+/// A 0.2 policy reads the attributes from its records' metadata and writes one into a column:
+/// a message attribute on a standard queue, and the group id (a system attribute) on a FIFO
+/// queue.
+#[tokio::test]
+async fn a_policy_writes_an_attribute_into_a_column() {
+    let env = TestEnv::new("attrcolumn").await;
+    let table = format!("{}_stamped", env.table);
+    env.db
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (message_id text, policy_version text, user_id text, \
+             attribute_value text)"
+        ))
+        .await
+        .unwrap();
+    let fifo_url = create_fifo_queue(&env.sqs, "attrcolumn").await;
+    let bodies: Vec<String> = (0..5)
+        .map(|i| login(&format!("at-{i}"), "10.61.0.1", "610-00-0001", "1.0", None))
+        .collect();
+    let file = env.jsonl("five.jsonl", &bodies);
+    let plugin = plugin("version-stamp-02");
+    let key = env.key_file.display().to_string();
+    for (queue, attribute, expected) in [
+        (env.queue_url.as_str(), "tenant", "acme"),
+        (fifo_url.as_str(), "MessageGroupId", "group-0"),
+    ] {
+        let seeded = env
+            .masq(&[
+                "seed", "--queue-url", queue, "--file", &file, "--message-attribute", "tenant=acme",
+            ])
+            .await;
+        assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+        let config = format!("attribute={attribute}");
+        let run = env
+            .masq(&[
+                "run", "--drain", "--queue-url", queue, "--table", &table, "--plugin",
+                plugin.to_str().unwrap(), "--key-file", &key, "--policy-config", &config,
+            ])
+            .await;
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let values: Vec<(String, Option<String>)> = env
+            .db
+            .query(
+                &format!(
+                    "DELETE FROM {table} RETURNING user_id, attribute_value"
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(values.len(), 5, "{attribute}: {values:?}");
+        assert!(
+            values.iter().all(|(_, v)| v.as_deref() == Some(expected)),
+            "{attribute}: {values:?}"
+        );
+    }
+}

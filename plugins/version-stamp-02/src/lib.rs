@@ -1,6 +1,11 @@
 //! version-stamp on contract 0.2, for hot swaps between a 0.1 and a 0.2 policy: each row
 //! names the message and the policy version that produced it (`3.0.0`, apart from the 0.1
 //! build's `1.0.0` and `2.0.0`), so a test can check every row against the ledger.
+//!
+//! With the setting `attribute=NAME` it also writes the message attribute NAME (a message
+//! attribute, an SQS system attribute such as `MessageGroupId`, or an SNS fact such as
+//! `sns.topic_arn`) into the column `attribute_value`: how a policy reads the metadata's
+//! attributes.
 
 wit_bindgen::generate!({
     path: "../../wit/v0.2",
@@ -9,14 +14,18 @@ wit_bindgen::generate!({
 
 use exports::masq::policy::policy::Guest;
 use masq::policy::types::{
-    Batch, Column, Config, Configured, Outcome, PolicyInfo, Transformed, Value, Values,
+    Batch, Column, Config, Configured, Outcome, PolicyInfo, Setting, Transformed, Value, Values,
 };
 
 const VERSION: &str = "3.0.0";
 const WRITES: [&str; 3] = ["message_id", "policy_version", "user_id"];
+const ATTRIBUTE_COLUMN: &str = "attribute_value";
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct VersionStamp;
+
+// masq gives every batch a fresh instance: this holds one batch's setting only.
+static ATTRIBUTE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 impl Guest for VersionStamp {
     fn describe() -> PolicyInfo {
@@ -26,22 +35,61 @@ impl Guest for VersionStamp {
             description: "Writes message_id, policy_version and user_id; for hot-swap tests."
                 .into(),
             writes: WRITES.iter().map(|s| s.to_string()).collect(),
-            settings: Vec::new(),
+            settings: vec![Setting {
+                name: "attribute".into(),
+                description: format!(
+                    "A message attribute to write into the column {ATTRIBUTE_COLUMN} (none by default)"
+                ),
+                default_value: String::new(),
+            }],
         }
     }
 
     fn configure(config: Config) -> Result<Configured, String> {
-        match config.first() {
-            Some((key, _)) => Err(format!("version-stamp takes no settings, got '{key}'")),
-            None => Ok(Configured {
-                writes: WRITES.iter().map(|s| s.to_string()).collect(),
-                pii: Vec::new(),
-            }),
+        let mut writes: Vec<String> = WRITES.iter().map(|s| s.to_string()).collect();
+        let mut attribute = None;
+        for (key, value) in config {
+            match key.as_str() {
+                "attribute" if !value.is_empty() => attribute = Some(value),
+                "attribute" => {}
+                other => {
+                    return Err(format!("version-stamp takes only 'attribute', got '{other}'"));
+                }
+            }
         }
+        if attribute.is_some() {
+            writes.push(ATTRIBUTE_COLUMN.into());
+        }
+        *ATTRIBUTE.lock().unwrap() = attribute;
+        Ok(Configured {
+            writes,
+            pii: Vec::new(),
+        })
     }
 
     fn transform(batch: Batch) -> Transformed {
-        stamp(batch)
+        let attribute = ATTRIBUTE.lock().unwrap().clone();
+        let values: Option<Vec<Option<String>>> = attribute.map(|name| {
+            batch
+                .metadata
+                .iter()
+                .map(|m| {
+                    m.attributes
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.clone())
+                })
+                .collect()
+        });
+        let mut out = stamp(batch);
+        if let Some(values) = values {
+            out.columns.push(Column {
+                name: ATTRIBUTE_COLUMN.into(),
+                values: Values::Text(values),
+                missing: Vec::new(),
+            });
+        }
+        out
     }
 }
 
