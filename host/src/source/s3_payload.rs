@@ -6,6 +6,7 @@
 //! sender must not be able to make masq read, and write into the table or the dead letters,
 //! whatever else its role can read.
 
+use super::sqs::short;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use rustc_hash::FxHashMap as HashMap;
@@ -299,29 +300,6 @@ where
     }
 }
 
-fn short<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match e {
-        SdkError::ServiceError(s) => match (s.err().code(), s.err().message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_string(),
-            _ => innermost(s.err()),
-        },
-        SdkError::TimeoutError(_) => "timed out".to_string(),
-        other => innermost(other),
-    }
-}
-
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
-}
 
 #[cfg(test)]
 mod tests {

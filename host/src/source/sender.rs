@@ -229,46 +229,40 @@ impl Sender {
     }
 }
 
+/// The data type SQS and SNS expect for an attribute: the Extended Client's payload size is a
+/// number, everything else masq sends is a string.
+fn data_type(name: &str) -> &'static str {
+    if name == "ExtendedPayloadSize" { "Number" } else { "String" }
+}
+
+/// `attributes` as the attribute map of one SDK's request (SQS and SNS each have their own
+/// `MessageAttributeValue` type, built the same way).
+macro_rules! attribute_map {
+    ($value:ty, $attributes:expr) => {
+        (!$attributes.is_empty()).then(|| {
+            $attributes
+                .iter()
+                .map(|(k, v)| {
+                    let value = <$value>::builder()
+                        .data_type(data_type(k))
+                        .string_value(v)
+                        .build()
+                        .expect("data type set");
+                    (k.clone(), value)
+                })
+                .collect::<std::collections::HashMap<String, $value>>()
+        })
+    };
+}
+
 fn sqs_attributes(
     attributes: &[(String, String)],
 ) -> Option<std::collections::HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>> {
-    (!attributes.is_empty()).then(|| {
-        attributes
-            .iter()
-            .map(|(k, v)| {
-                let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type(if k == "ExtendedPayloadSize" {
-                        "Number"
-                    } else {
-                        "String"
-                    })
-                    .string_value(v)
-                    .build()
-                    .expect("data type set");
-                (k.clone(), value)
-            })
-            .collect()
-    })
+    attribute_map!(aws_sdk_sqs::types::MessageAttributeValue, attributes)
 }
 
 fn sns_attributes(
     attributes: &[(String, String)],
 ) -> Option<std::collections::HashMap<String, aws_sdk_sns::types::MessageAttributeValue>> {
-    (!attributes.is_empty()).then(|| {
-        attributes
-            .iter()
-            .map(|(k, v)| {
-                let value = aws_sdk_sns::types::MessageAttributeValue::builder()
-                    .data_type(if k == "ExtendedPayloadSize" {
-                        "Number"
-                    } else {
-                        "String"
-                    })
-                    .string_value(v)
-                    .build()
-                    .expect("data type set");
-                (k.clone(), value)
-            })
-            .collect()
-    })
+    attribute_map!(aws_sdk_sns::types::MessageAttributeValue, attributes)
 }

@@ -121,7 +121,7 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 
 /// One short sentence for an SDK error: the service's code and message, or the innermost
 /// cause of a failed connection (the SDK's own Display is a page of debug output).
-fn short<E, R>(e: &SdkError<E, R>) -> String
+pub(super) fn short<E, R>(e: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
