@@ -8,7 +8,9 @@ repo="$(cd "$here/../.." && pwd)"
 js="$repo/plugins/js-masker"
 out="${1:?usage: build.sh <output.wasm>}"
 
-if [ -f "$out" ] && [ -z "$(find "$here" "$js/build.mjs" "$js/package-lock.json" "$repo/wit/policy.wit" -newer "$out" | head -1)" ]; then
+# settings, version encoding and number formatting are js-masker's own modules (imported from
+# ../../js-masker/src); this build holds only the 0.1 transform and entry point.
+if [ -f "$out" ] && [ -z "$(find "$here" "$js/src" "$js/build.mjs" "$js/package-lock.json" "$repo/wit/policy.wit" -newer "$out" | head -1)" ]; then
   echo "up to date: $out"
   exit 0
 fi

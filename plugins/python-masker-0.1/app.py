@@ -13,7 +13,7 @@ from wit_world.imports import pseudonym
 from wit_world.imports.types import Outcome, PolicyInfo, Record, Setting
 
 from masker import settings as settings_mod
-from masker.transform import transform_record
+from transform_v01 import transform_record
 
 NAME = settings_mod.POLICY_NAME
 # The Rust policy reports its crate version; this one keeps step with it so the ledger's

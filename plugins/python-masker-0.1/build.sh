@@ -9,7 +9,10 @@ repo="$(cd "$here/../.." && pwd)"
 out="${1:?usage: build.sh <output.wasm>}"
 version=0.25.1
 
-if [ -f "$out" ] && [ -z "$(find "$here" "$repo/wit/policy.wit" -newer "$out" \( -name '*.py' -o -name '*.wit' -o -name build.sh \) -not -path '*/__pycache__/*' | head -1)" ]; then
+# settings, version encoding and number formatting are python-masker's own (its `masker`
+# package); this build holds only the 0.1 transform and entry point.
+shared="$repo/plugins/python-masker"
+if [ -f "$out" ] && [ -z "$(find "$here" "$shared/masker" "$repo/wit/policy.wit" -newer "$out" \( -name '*.py' -o -name '*.wit' -o -name build.sh \) -not -path '*/__pycache__/*' | head -1)" ]; then
   echo "up to date: $out"
   exit 0
 fi
@@ -24,6 +27,6 @@ fi
 # and a policy importing `seal` is refused under `masq run --unkeyed`.
 started=$SECONDS
 componentize-py --quiet -d "$repo/wit" -w pseudonym-policy-plugin componentize --stub-wasi app \
-  -p "$here" -o "$out.tmp"
+  -p "$here" -p "$shared" -o "$out.tmp"
 mv "$out.tmp" "$out" # a build cut short leaves no output that looks up to date
 echo "built $out ($(stat -c %s "$out") bytes, $((SECONDS - started)) s)"

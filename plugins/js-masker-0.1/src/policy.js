@@ -4,7 +4,7 @@
 // between batches (masq gives every batch a fresh instance).
 
 import { pseudonymize } from 'masq:policy/pseudonym@0.1.0';
-import { DESCRIPTIONS, POLICY_NAME, SettingsError, parse, writes } from './settings.js';
+import { DESCRIPTIONS, POLICY_NAME, SettingsError, parse, writes } from '../../js-masker/src/settings.js';
 import { transformRecord } from './transform.js';
 
 // The Rust policy reports its crate version; this one keeps step with it so the ledger's

@@ -4,8 +4,8 @@
 // Values are WIT variants as componentize-js passes them: { tag: 'text', val: '...' }.
 // s64 and u64 are BigInt both ways, so integers written back must be BigInt.
 
-import { encode, VersionError } from './version.js';
-import { floatDisplay } from './rust-text.js';
+import { encode, VersionError } from '../../js-masker/src/version.js';
+import { floatDisplay } from '../../js-masker/src/rust-text.js';
 
 /** Masks one record, or rejects it with every problem found, each naming its field. */
 export function transformRecord(settings, record, pseudonymize) {

@@ -21,9 +21,9 @@ from wit_world.imports.types import (
     Value_Text,
 )
 
-from . import version
-from .rust_text import float_display
-from .settings import Settings
+from masker import version
+from masker.rust_text import float_display
+from masker.settings import Settings
 
 
 def transform_record(settings: Settings, record: Record, pseudonymize: Callable[[str], str]) -> Outcome:
