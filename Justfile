@@ -65,6 +65,11 @@ bench: services plugins
     cargo build --release --locked -p masq -p latency-proxy --bins --examples
     python3 scripts/bench.py
 
+# The benches of two revisions back to back, every figure of AFTER next to BEFORE's (e.g. before
+# and after a restructuring: `just bench-compare e463f85 ddf15ff`); see scripts/bench-compare.sh.
+bench-compare before after: services
+    scripts/bench-compare.sh {{before}} {{after}}
+
 # cargo-fuzz needs nightly -Z flags: this runs on the stable toolchain with RUSTC_BOOTSTRAP=1,
 # with the address sanitizer. Own target dir (fuzz/target). Seeds: fuzz/seeds (committed); the
 # grown corpus (fuzz/corpus) and any crash (fuzz/artifacts/decode_body) stay local.

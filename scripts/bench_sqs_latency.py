@@ -20,7 +20,9 @@ import sys
 import time
 import urllib.request
 
-MESSAGES = int(os.environ.get("MASQ_BENCH_LATENCY_MESSAGES", "30000"))
+# 60,000: at 20 ms masq moves about 10,000 a second; fewer would measure mostly the ramp of
+# the receivers and the drain's last empty receive, not the steady state.
+MESSAGES = int(os.environ.get("MASQ_BENCH_LATENCY_MESSAGES", "60000"))
 SWEEP = [int(n) for n in os.environ.get("MASQ_BENCH_LATENCY_SWEEP", "8,16,32,64").split(",")]
 IDLE_SECONDS = int(os.environ.get("MASQ_BENCH_IDLE_SECONDS", "60"))
 

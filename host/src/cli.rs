@@ -458,22 +458,6 @@ pub struct SeedArgs {
     /// get the messages (in an envelope unless the subscription has raw message delivery).
     #[arg(long, env = "MASQ_SEED_TOPIC_ARN")]
     pub topic_arn: Option<String>,
-    /// Store bodies over --s3-offload-over bytes in this bucket and send an SQS Extended
-    /// Client pointer to them instead, as that library does.
-    #[arg(long, env = "MASQ_SEED_S3_BUCKET")]
-    pub s3_offload_bucket: Option<String>,
-    /// Bodies larger than this many bytes are offloaded (the Extended Client's default
-    /// threshold is 256 KiB).
-    #[arg(long, env = "MASQ_SEED_S3_OFFLOAD_OVER", default_value_t = 262_144)]
-    pub s3_offload_over: usize,
-    /// To a FIFO queue or topic: spread the messages over this many message groups
-    /// (`group-0`, `group-1`, ...; message i goes to group i mod N), each in the order sent.
-    /// Default 1 on FIFO destinations.
-    #[arg(long, env = "MASQ_SEED_FIFO_GROUPS")]
-    pub fifo_groups: Option<u32>,
-    /// A String message attribute every message carries, as NAME=VALUE; repeat for more.
-    #[arg(long = "message-attribute", value_parser = parse_key_value)]
-    pub message_attributes: Vec<(String, String)>,
     /// A JSONL file: each non-empty line is sent as one message body, as it is.
     #[arg(long, env = "MASQ_SEED_FILE")]
     pub file: Option<PathBuf>,
@@ -483,6 +467,22 @@ pub struct SeedArgs {
     /// Seed of the synthetic data, so a run can be repeated exactly.
     #[arg(long, env = "MASQ_SEED_SEED", default_value_t = 1)]
     pub seed: u64,
+    /// To a FIFO queue or topic: spread the messages over this many message groups
+    /// (`group-0`, `group-1`, ...; message i goes to group i mod N), each in the order sent.
+    /// Default 1 on FIFO destinations.
+    #[arg(long, env = "MASQ_SEED_FIFO_GROUPS")]
+    pub fifo_groups: Option<u32>,
+    /// A String message attribute every message carries, as NAME=VALUE; repeat for more.
+    #[arg(long = "message-attribute", value_parser = parse_key_value)]
+    pub message_attributes: Vec<(String, String)>,
+    /// Store bodies over --s3-offload-over bytes in this bucket and send an SQS Extended
+    /// Client pointer to them instead, as that library does.
+    #[arg(long, env = "MASQ_SEED_S3_BUCKET")]
+    pub s3_offload_bucket: Option<String>,
+    /// Bodies larger than this many bytes are offloaded (the Extended Client's default
+    /// threshold is 256 KiB).
+    #[arg(long, env = "MASQ_SEED_S3_OFFLOAD_OVER", default_value_t = 262_144)]
+    pub s3_offload_over: usize,
 }
 
 #[derive(Debug, Args)]

@@ -263,23 +263,33 @@ impl RunConfig {
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
     pub common: Common,
-    pub input: PathBuf,
+    pub input: LoadInput,
+    pub pipeline: PipelineConfig,
+}
+
+/// What `masq load` reads and how its lines are known in the ledger.
+#[derive(Debug, Clone)]
+pub struct LoadInput {
+    /// JSONL to read, `-` for stdin.
+    pub path: PathBuf,
+    /// Names the input in message ids (`<source-id>:<line>`); `None`: the file name.
     pub source_id: Option<String>,
     /// Send time every line gets, ms since the Unix epoch (`--sent-at`); `None`: the time the
     /// source id was first loaded into the table.
     pub sent_ms: Option<u64>,
-    pub pipeline: PipelineConfig,
 }
 
 impl LoadConfig {
     pub fn from_args(args: &cli::LoadArgs) -> anyhow::Result<LoadConfig> {
         Ok(LoadConfig {
             common: Common::from_args(&args.common, None)?,
-            input: args.input.clone(),
-            source_id: args.source_id.clone(),
-            sent_ms: match args.sent_at.as_deref() {
-                Some(date) => Some(sent_at_ms(Some(date), 0)?),
-                None => None,
+            input: LoadInput {
+                path: args.input.clone(),
+                source_id: args.source_id.clone(),
+                sent_ms: match args.sent_at.as_deref() {
+                    Some(date) => Some(sent_at_ms(Some(date), 0)?),
+                    None => None,
+                },
             },
             pipeline: finite_pipeline(args.batch_size as usize, args.workers as usize),
         })

@@ -15,12 +15,12 @@ pub async fn run(config: LoadConfig) -> anyhow::Result<ExitCode> {
     let common = &config.common;
     let started = setup::start(common).await?;
     let ledger = setup::ledger(common, true).await?;
-    let source_id = JsonlSource::source_id(&config.input, config.source_id.clone());
-    let sent_ms = match config.sent_ms {
+    let source_id = JsonlSource::source_id(&config.input.path, config.input.source_id.clone());
+    let sent_ms = match config.input.sent_ms {
         Some(ms) => ms,
         None => ledger::loads::sent_ms(&common.database, &ledger, &source_id).await?,
     };
-    let source = JsonlSource::open(&config.input, source_id, sent_ms)?;
+    let source = JsonlSource::open(&config.input.path, source_id, sent_ms)?;
     let clock = Instant::now();
     let (counters, stopped) = setup::drive_to_end(
         common,

@@ -11,14 +11,7 @@ use masq::policy::types;
 use std::sync::Arc;
 use wasmtime::Store;
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "policy-plugin",
-    additional_derives: [PartialEq],
-    // `seal` traps where there is no key to seal with. A policy importing it is refused at
-    // load in that case, so the trap only backs that check up.
-    imports: { "masq:policy/seal.seal": trappable },
-});
+contract_bindings!("../wit", "masq:policy/seal.seal");
 
 /// The name masq prints for this contract.
 pub const CONTRACT: &str = "masq:policy@0.1.0";

@@ -12,14 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use wasmtime::Store;
 
-wasmtime::component::bindgen!({
-    path: "../wit/v0.2",
-    world: "policy-plugin",
-    additional_derives: [PartialEq],
-    // As in 0.1: `seal-batch` traps where there is no key (a policy importing it is refused
-    // at load then, so the trap only backs that check up).
-    imports: { "masq:policy/seal.seal-batch": trappable },
-});
+contract_bindings!("../wit/v0.2", "masq:policy/seal.seal-batch");
 
 /// The name masq prints for this contract.
 pub const CONTRACT: &str = "masq:policy@0.2.0";

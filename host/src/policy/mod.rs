@@ -10,6 +10,21 @@
 //! - `active`: the version in service, and the canary records for the next one
 //! - `reload`: watching the policy and key files, checking and swapping new versions
 
+/// The generated bindings of one contract version (`path`: its WIT folder). Records compare
+/// with `==`. The seal import (`seal`: its name in that version) traps where there is no key
+/// to seal with; a policy importing it is refused at load then, so the trap only backs that
+/// check up.
+macro_rules! contract_bindings {
+    ($path:literal, $seal:literal) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: "policy-plugin",
+            additional_derives: [PartialEq],
+            imports: { $seal: trappable },
+        });
+    };
+}
+
 mod active;
 mod contract_v01;
 mod contract_v02;

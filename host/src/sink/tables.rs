@@ -43,9 +43,8 @@ CREATE TABLE IF NOT EXISTS masq.policy_events (
     target_table    text        NOT NULL,
     consumer        text        NOT NULL,
     event           text        NOT NULL CHECK (event IN ('started', 'swapped', 'refused', 'key_rotated', 'key_refused', 'stopped')),
-    policy_name     text,
-    policy_version  text,
-    policy_digest   text,
+    -- The policy version concerned, as in dead letters (NULL for key events).
+    policy_name text, policy_version text, policy_digest text,
     key_id          text,
     detail          text,
     at              timestamptz NOT NULL DEFAULT now()

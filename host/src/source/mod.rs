@@ -11,6 +11,8 @@ pub mod jsonl;
 pub mod s3_payload;
 pub mod sender;
 pub mod sqs;
+pub mod sigv4;
+pub mod sqs_http;
 pub mod synthetic;
 
 use std::future::Future;

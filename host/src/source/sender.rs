@@ -9,6 +9,41 @@ use super::sqs::SqsSource;
 use anyhow::{Context, anyhow, bail};
 use futures_util::stream::{self, TryStreamExt};
 
+/// The entries of one batch call (`SendMessageBatch` or SNS `PublishBatch`), each numbered by
+/// its position in `chunk`. SQS and SNS each have their own entry and attribute types, built
+/// the same way but for the name of the body (`$body`: `message_body`, `message`).
+macro_rules! batch_entries {
+    ($entry:ty, $body:ident, $value:ty, $chunk:expr) => {
+        $chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let attributes = (!m.attributes.is_empty()).then(|| {
+                    m.attributes
+                        .iter()
+                        .map(|(k, v)| {
+                            let value = <$value>::builder()
+                                .data_type(data_type(k))
+                                .string_value(v)
+                                .build()
+                                .expect("data type set");
+                            (k.clone(), value)
+                        })
+                        .collect::<std::collections::HashMap<String, $value>>()
+                });
+                <$entry>::builder()
+                    .id(i.to_string())
+                    .$body(&m.body)
+                    .set_message_group_id(m.group.clone())
+                    .set_message_deduplication_id(m.dedup.clone())
+                    .set_message_attributes(attributes)
+                    .build()
+                    .expect("id and body set")
+            })
+            .collect()
+    };
+}
+
 /// Where the messages go.
 pub enum Destination {
     Queue(Box<SqsSource>),
@@ -171,37 +206,21 @@ impl Sender {
     async fn send_chunk(&self, chunk: &[Outgoing]) -> anyhow::Result<()> {
         match &self.destination {
             Destination::Queue(queue) => {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| {
-                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message_body(&m.body)
-                            .set_message_group_id(m.group.clone())
-                            .set_message_deduplication_id(m.dedup.clone())
-                            .set_message_attributes(sqs_attributes(&m.attributes))
-                            .build()
-                            .expect("id and body set")
-                    })
-                    .collect();
+                let entries = batch_entries!(
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry,
+                    message_body,
+                    aws_sdk_sqs::types::MessageAttributeValue,
+                    chunk
+                );
                 queue.send_entries(entries).await
             }
             Destination::Topic { client, arn } => {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| {
-                        aws_sdk_sns::types::PublishBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message(&m.body)
-                            .set_message_group_id(m.group.clone())
-                            .set_message_deduplication_id(m.dedup.clone())
-                            .set_message_attributes(sns_attributes(&m.attributes))
-                            .build()
-                            .expect("id and message set")
-                    })
-                    .collect();
+                let entries = batch_entries!(
+                    aws_sdk_sns::types::PublishBatchRequestEntry,
+                    message,
+                    aws_sdk_sns::types::MessageAttributeValue,
+                    chunk
+                );
                 let out = client
                     .publish_batch()
                     .topic_arn(arn)
@@ -233,36 +252,4 @@ impl Sender {
 /// number, everything else masq sends is a string.
 fn data_type(name: &str) -> &'static str {
     if name == "ExtendedPayloadSize" { "Number" } else { "String" }
-}
-
-/// `attributes` as the attribute map of one SDK's request (SQS and SNS each have their own
-/// `MessageAttributeValue` type, built the same way).
-macro_rules! attribute_map {
-    ($value:ty, $attributes:expr) => {
-        (!$attributes.is_empty()).then(|| {
-            $attributes
-                .iter()
-                .map(|(k, v)| {
-                    let value = <$value>::builder()
-                        .data_type(data_type(k))
-                        .string_value(v)
-                        .build()
-                        .expect("data type set");
-                    (k.clone(), value)
-                })
-                .collect::<std::collections::HashMap<String, $value>>()
-        })
-    };
-}
-
-fn sqs_attributes(
-    attributes: &[(String, String)],
-) -> Option<std::collections::HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>> {
-    attribute_map!(aws_sdk_sqs::types::MessageAttributeValue, attributes)
-}
-
-fn sns_attributes(
-    attributes: &[(String, String)],
-) -> Option<std::collections::HashMap<String, aws_sdk_sns::types::MessageAttributeValue>> {
-    attribute_map!(aws_sdk_sns::types::MessageAttributeValue, attributes)
 }

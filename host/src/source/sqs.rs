@@ -10,16 +10,15 @@
 
 use super::envelope::{self, Envelope};
 use super::s3_payload::{self, FetchError, PayloadSettings, S3Payloads};
+use super::sqs_http::{CallError, ReceivedMessage, SqsHttp};
 use super::{Message, Source, fifo};
 use crate::sink::sql::storable;
 use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// SQS takes at most ten entries per batch call.
@@ -54,7 +53,10 @@ impl Default for SqsTimeouts {
 
 #[derive(Clone)]
 pub struct SqsSource {
+    /// The SDK, for the calls off the hot path (queue attributes, sends).
     client: Client,
+    /// Receives, deletes and visibility changes: once or more per ten messages.
+    http: Arc<SqsHttp>,
     queue_url: String,
     endpoint: String,
     timeouts: SqsTimeouts,
@@ -148,10 +150,38 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
-fn is_missing_queue<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|code| code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist"))
+/// What a failed call says, from the SDK or from `sqs_http`.
+trait CallFailure {
+    fn is_missing_queue(&self) -> bool;
+    fn short(&self) -> String;
+}
+
+impl<E, R> CallFailure for SdkError<E, R>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    fn is_missing_queue(&self) -> bool {
+        self.as_service_error()
+            .and_then(|s| s.code())
+            .is_some_and(|code| {
+                code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist")
+            })
+    }
+
+    fn short(&self) -> String {
+        short(self)
+    }
+}
+
+impl CallFailure for CallError {
+    fn is_missing_queue(&self) -> bool {
+        CallError::is_missing_queue(self)
+    }
+
+    fn short(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl SqsSource {
@@ -160,6 +190,7 @@ impl SqsSource {
         let (aws, endpoint) = aws_config(timeouts).await?;
         let source = SqsSource {
             client: Client::new(&aws),
+            http: Arc::new(SqsHttp::new(&aws, timeouts.connect)?),
             queue_url: queue_url.to_string(),
             endpoint,
             timeouts,
@@ -207,12 +238,8 @@ impl SqsSource {
     }
 
     /// One sentence naming the queue, the endpoint, what failed and what to check.
-    fn fail<E, R>(&self, what: &str, e: SdkError<E, R>) -> anyhow::Error
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        if is_missing_queue(&e) {
+    fn fail(&self, what: &str, e: impl CallFailure) -> anyhow::Error {
+        if e.is_missing_queue() {
             return anyhow!(
                 "queue {} does not exist at {}: create it, or check --queue-url and AWS_ENDPOINT_URL",
                 self.queue_url,
@@ -224,21 +251,17 @@ impl SqsSource {
              for a local server run `just services`",
             self.queue_url,
             self.endpoint,
-            short(&e)
+            e.short()
         )
     }
 
     /// Runs one SQS call, failing with a message after `extra` plus the call timeout.
-    async fn call<T, E, R>(
+    async fn call<T, F: CallFailure>(
         &self,
         what: &str,
         extra: Duration,
-        request: impl Future<Output = Result<T, SdkError<E, R>>>,
-    ) -> anyhow::Result<T>
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
+        request: impl Future<Output = Result<T, F>>,
+    ) -> anyhow::Result<T> {
         let limit = extra + self.timeouts.call;
         match tokio::time::timeout(limit, request).await {
             Ok(Ok(out)) => Ok(out),
@@ -323,53 +346,11 @@ impl SqsSource {
     /// One long-poll receive of up to ten messages, shaped for the pipeline (`shape`).
     pub async fn receive_messages(&self, wait_seconds: i32) -> anyhow::Result<Vec<Message>> {
         let request = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(SQS_BATCH as i32)
-            .wait_time_seconds(wait_seconds)
-            .visibility_timeout(self.visibility)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send();
+            .http
+            .receive(&self.queue_url, wait_seconds, self.visibility);
         let wait = Duration::from_secs(wait_seconds.max(0) as u64);
-        let out = self.call("receive from", wait, request).await?;
-        let mut messages = Vec::with_capacity(out.messages().len());
-        for m in out.messages() {
-            let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
-                tracing::warn!(
-                    "SQS returned a message without id or receipt handle; skipped, it will reappear"
-                );
-                continue;
-            };
-            let attribute =
-                |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name));
-            let sent_ms = attribute(MessageSystemAttributeName::SentTimestamp)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| {
-                    // Only a broken server omits it; the date then is the receive date, said loudly.
-                    tracing::warn!(
-                        message_id = id,
-                        "message has no SentTimestamp; using the time of receipt"
-                    );
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0)
-                });
-            let receive_count = attribute(MessageSystemAttributeName::ApproximateReceiveCount)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
-            let mut message = Message::new(
-                id.to_string(),
-                receipt.to_string(),
-                m.body().unwrap_or_default().to_string(),
-                sent_ms,
-                receive_count,
-            );
-            message.attributes = attributes_of(m);
-            messages.push(message);
-        }
+        let received = self.call("receive from", wait, request).await?;
+        let messages = received.into_iter().filter_map(message_of).collect();
         Ok(self.shape(messages).await)
     }
 
@@ -500,24 +481,18 @@ impl SqsSource {
     async fn delete_chunk(&self, chunk: &[&str]) -> usize {
         let mut pending: Vec<(usize, &str)> = chunk.iter().copied().enumerate().collect();
         for attempt in 1..=DELETE_ATTEMPTS {
-            let entries = pending.iter().map(|(i, r)| delete_entry(*i, r)).collect();
-            let call = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.queue_url);
-            let request = call.set_entries(Some(entries)).send();
+            let request = self.http.delete_batch(&self.queue_url, &pending);
             match self.call("delete from", Duration::ZERO, request).await {
-                Ok(out) => {
-                    let failed_ids: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
-                    if let Some(f) = out.failed().first() {
+                Ok(failed) => {
+                    if let Some(code) = &failed.first_code {
                         tracing::warn!(
-                            failed = failed_ids.len(),
+                            failed = failed.ids.len(),
                             attempt,
-                            code = f.code(),
+                            code,
                             "some deletes failed; retrying them"
                         );
                     }
-                    pending.retain(|(i, _)| failed_ids.contains(&i.to_string().as_str()));
+                    pending.retain(|(i, _)| failed.ids.contains(&i.to_string()));
                 }
                 Err(e) => {
                     tracing::warn!(attempt, error = %format!("{e:#}"), "delete call failed; retrying");
@@ -545,21 +520,16 @@ impl SqsSource {
     }
 
     async fn set_visibility_chunk(&self, chunk: &[&str], seconds: i32) {
-        let entries = numbered(chunk, |i, r| visibility_entry(i, r, seconds));
-        let call = self.client.change_message_visibility_batch();
-        let request = call.queue_url(&self.queue_url).set_entries(entries);
+        let request = self.http.visibility_batch(&self.queue_url, chunk, seconds);
         let result = self
-            .call(
-                "change message visibility in",
-                Duration::ZERO,
-                request.send(),
-            )
+            .call("change message visibility in", Duration::ZERO, request)
             .await;
         match result {
-            Ok(out) if !out.failed().is_empty() => {
+            Ok(failed) if !failed.ids.is_empty() => {
                 tracing::warn!(
-                    failed = out.failed().len(),
+                    failed = failed.ids.len(),
                     seconds,
+                    code = failed.first_code,
                     "some visibility changes failed"
                 )
             }
@@ -590,35 +560,6 @@ impl SqsSource {
         }
         Ok(())
     }
-}
-
-/// The entries of one batch call, each made from its position and its item.
-fn numbered<T, E>(items: &[T], entry: impl Fn(usize, &T) -> E) -> Option<Vec<E>> {
-    Some(items.iter().enumerate().map(|(i, x)| entry(i, x)).collect())
-}
-
-// Entries of SQS batch calls. Each carries an id unique within its call (masq uses the
-// position); `build` fails only when a required field is missing, and both are set here.
-
-fn delete_entry(id: usize, receipt: &str) -> DeleteMessageBatchRequestEntry {
-    let entry = DeleteMessageBatchRequestEntry::builder().receipt_handle(receipt);
-    entry
-        .id(id.to_string())
-        .build()
-        .expect("id and receipt set")
-}
-
-fn visibility_entry(
-    id: usize,
-    receipt: &str,
-    seconds: i32,
-) -> ChangeMessageVisibilityBatchRequestEntry {
-    let entry = ChangeMessageVisibilityBatchRequestEntry::builder().receipt_handle(receipt);
-    let entry = entry.visibility_timeout(seconds);
-    entry
-        .id(id.to_string())
-        .build()
-        .expect("id and receipt set")
 }
 
 impl Source for SqsSource {
@@ -677,67 +618,80 @@ fn group_of(m: &Message) -> Option<&str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A received message for the pipeline; `None` (with a warning) for one without id or
+/// receipt handle, which only a broken server sends.
+fn message_of(m: ReceivedMessage) -> Option<Message> {
+    let (Some(id), Some(receipt)) = (m.message_id, m.receipt_handle) else {
+        tracing::warn!("SQS returned a message without id or receipt handle; skipped, it will reappear");
+        return None;
+    };
+    let sent_ms = m
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            // Only a broken server omits it; the date then is the receive date, said loudly.
+            tracing::warn!(
+                message_id = id,
+                "message has no SentTimestamp; using the time of receipt"
+            );
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        });
+    let receive_count = m
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut message = Message::new(id, receipt, m.body.unwrap_or_default(), sent_ms, receive_count);
+    message.attributes = attributes_of(m.attributes, m.message_attributes);
+    Some(message)
+}
+
 /// A received message's attributes: system attributes by their AWS names, then message
-/// attributes by their names, each sorted by name. Binary attribute values are base64.
-fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<(String, String)> {
-    use base64::Engine as _;
-    let mut system: Vec<(String, String)> = m
-        .attributes()
-        .into_iter()
-        .flatten()
-        .map(|(name, value)| (name.as_str().to_string(), value.clone()))
-        .collect();
-    system.sort();
-    let mut own: Vec<(String, String)> = m
-        .message_attributes()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, value)| {
-            let text = match (value.string_value(), value.binary_value()) {
-                (Some(s), _) => s.to_string(),
-                (None, Some(b)) => base64::engine::general_purpose::STANDARD.encode(b.as_ref()),
-                (None, None) => return None,
-            };
-            Some((name.clone(), text))
-        })
-        .collect();
-    own.sort();
-    system.extend(own);
-    system
+/// attributes by their names, each sorted by name (both maps already are). Binary attribute
+/// values are base64, as SQS's JSON carries them.
+fn attributes_of(
+    system: std::collections::BTreeMap<String, String>,
+    own: std::collections::BTreeMap<String, super::sqs_http::AttributeValue>,
+) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = system.into_iter().collect();
+    all.extend(own.into_iter().filter_map(|(name, value)| {
+        let text = value.string_value.or(value.binary_value)?;
+        Some((name, text))
+    }));
+    all
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_sqs::types::{Message as SqsMessage, MessageAttributeValue};
+    use super::super::sqs_http::AttributeValue;
 
     #[test]
     fn attributes_keep_their_aws_names_and_values() {
-        let m = SqsMessage::builder()
-            .attributes(MessageSystemAttributeName::MessageGroupId, "g1")
-            .attributes(
-                MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
-                "1700000000000",
-            )
-            .message_attributes(
-                "tenant",
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value("acme")
-                    .build()
-                    .unwrap(),
-            )
-            .message_attributes(
-                "blob",
-                MessageAttributeValue::builder()
-                    .data_type("Binary")
-                    .binary_value(aws_sdk_sqs::primitives::Blob::new(b"hi".to_vec()))
-                    .build()
-                    .unwrap(),
-            )
-            .build();
+        let system = [
+            ("MessageGroupId", "g1"),
+            ("ApproximateFirstReceiveTimestamp", "1700000000000"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into_iter()
+        .collect();
+        let value = |s: Option<&str>, b: Option<&str>| AttributeValue {
+            string_value: s.map(str::to_string),
+            binary_value: b.map(str::to_string),
+        };
+        let own = [
+            ("tenant".to_string(), value(Some("acme"), None)),
+            ("blob".to_string(), value(None, Some("aGk="))),
+            ("empty".to_string(), value(None, None)),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(
-            attributes_of(&m),
+            attributes_of(system, own),
             [
                 ("ApproximateFirstReceiveTimestamp", "1700000000000"),
                 ("MessageGroupId", "g1"),

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `just bench-compare BEFORE AFTER`: the `just bench` of two revisions, run back to back on this
+# machine against the same services, and every figure of AFTER next to BEFORE's.
+#
+# Why: a restructuring must not cost speed (issue 10: "no figure more than 5% worse, same run
+# conditions"), and figures from different days on a shared 2-core machine cannot show that.
+# Each revision is checked out in its own worktree under target/compare/; both share one cargo
+# target directory (the dependencies are built once) and run their own scripts/bench.py against
+# a database of their own, created empty, so neither sees the other's tables or ledger layout.
+# Writes target/compare/<rev>.md (each revision's BENCHMARKS.md) and prints the comparison;
+# scripts/bench_compare.py explains how figures are paired and which direction is better.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { echo "usage: scripts/bench-compare.sh BEFORE AFTER (two git revisions)" >&2; exit 2; }
+
+root=$PWD
+out=target/compare
+mkdir -p "$out/target"
+revs=()
+for rev in "$1" "$2"; do
+  sha=$(git rev-parse --short "$rev^{commit}")
+  revs+=("$sha")
+  tree="$out/$sha"
+  if [ ! -d "$tree" ]; then
+    git worktree add --detach "$tree" "$sha" >/dev/null
+  fi
+  # One target directory for both: same lock file, so the dependencies compile once.
+  [ -L "$tree/target" ] || ln -s "$root/$out/target" "$tree/target"
+done
+
+# Build everything first, so that the two measurements run back to back on a machine that is
+# doing nothing else.
+for sha in "${revs[@]}"; do
+  echo "== building $sha"
+  (cd "$out/$sha" && scripts/build-plugins.sh && cargo build --release --locked -p masq --bins --examples)
+  cp "$out/target/release/masq" "$out/masq-$sha"
+  for ex in "$out"/target/release/examples/*; do
+    [ -x "$ex" ] && [ -f "$ex" ] && mkdir -p "$out/examples-$sha" && cp "$ex" "$out/examples-$sha/"
+  done
+  cp -r "$out/target/plugins" "$out/plugins-$sha"
+done
+
+for sha in "${revs[@]}"; do
+  echo "== bench $sha"
+  db="masq_compare_$sha"
+  psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  # Put this revision's own build back in place (the shared target holds the last one built).
+  cp "$out/masq-$sha" "$out/target/release/masq"
+  cp "$out/examples-$sha"/* "$out/target/release/examples/"
+  rm -rf "$out/target/plugins" && cp -r "$out/plugins-$sha" "$out/target/plugins"
+  (cd "$out/$sha" && MASQ_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" python3 scripts/bench.py)
+  cp "$out/$sha/docs/BENCHMARKS.md" "$out/$sha.md"
+  (cd "$out/$sha" && git checkout -q -- docs/BENCHMARKS.md)
+  psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS $db"
+done
+
+python3 scripts/bench_compare.py "$out/${revs[0]}.md" "$out/${revs[1]}.md"

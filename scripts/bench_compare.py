@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Pairs the figures of two docs/BENCHMARKS.md files (BEFORE, AFTER) row by row and prints
+AFTER against BEFORE as a table: `scripts/bench-compare.sh` runs both benches and calls this.
+
+A row is matched by its section and its "what" column. The first number of "measured" is the
+figure (for "p50 / p99" rows, each number); its unit says which way is better: rates (".../s")
+higher, times, sizes and CPU lower. A row counts as worse when it is worse by more than 5%, the
+bound issue 10 sets; rows whose unit has no direction are shown without a verdict.
+"""
+
+import re
+import sys
+
+NUMBER = re.compile(r"(\d[\d,]*(?:\.\d+)?)")
+
+
+def rows(path):
+    found, section = {}, ""
+    for line in open(path, encoding="utf-8"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 3 or cells[0] in ("section", "---"):
+            continue
+        section = cells[0] or section
+        found[(section, cells[1])] = cells[2]
+    return found
+
+
+def numbers(text):
+    return [float(n.replace(",", "")) for n in NUMBER.findall(text)]
+
+
+def higher_is_better(measured):
+    if "/s" in measured:
+        return True
+    if re.search(r"\b(ns|us|µs|ms|s|MiB|KiB|B|bytes)\b", measured):
+        return False
+    return None
+
+
+def main():
+    before, after = rows(sys.argv[1]), rows(sys.argv[2])
+    print("| section | what | before | after | after / before | verdict |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    worse = 0
+    for key, now in after.items():
+        if key not in before:
+            continue
+        then, direction = before[key], higher_is_better(after[key])
+        a, b = numbers(then), numbers(now)
+        if not a or not b or len(a) != len(b) or 0 in a:
+            continue
+        ratios = [y / x for x, y in zip(a, b)]
+        shown = " / ".join(f"{r:.2f}" for r in ratios)
+        if direction is None:
+            verdict = ""
+        else:
+            bad = [r for r in ratios if (r < 0.95 if direction else r > 1.05)]
+            verdict = "worse by more than 5%" if bad else "ok"
+            worse += bool(bad)
+        print(f"| {key[0]} | {key[1]} | {then} | {now} | {shown} | {verdict} |")
+    print(f"\n{worse} figure(s) more than 5% worse after than before.")
+
+
+if __name__ == "__main__":
+    main()
