@@ -9,6 +9,8 @@
 # a database of their own, created empty, so neither sees the other's tables or ledger layout.
 # Writes target/compare/<rev>.md (each revision's BENCHMARKS.md) and prints the comparison;
 # scripts/bench_compare.py explains how figures are paired and which direction is better.
+# AFTER may be `.`: this checkout as it is, with its own target directory; its bench then
+# writes docs/BENCHMARKS.md as `just bench` does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: scripts/bench-compare.sh BEFORE AFTER (two git revisions)" >&2; exit 2; }
@@ -18,6 +20,10 @@ out=target/compare
 mkdir -p "$out/target"
 revs=()
 for rev in "$1" "$2"; do
+  if [ "$rev" = . ]; then
+    revs+=(.)
+    continue
+  fi
   sha=$(git rev-parse --short "$rev^{commit}")
   revs+=("$sha")
   tree="$out/$sha"
@@ -32,6 +38,10 @@ done
 # doing nothing else.
 for sha in "${revs[@]}"; do
   echo "== building $sha"
+  if [ "$sha" = . ]; then
+    scripts/build-plugins.sh && cargo build --release --locked -p masq -p latency-proxy --bins --examples
+    continue
+  fi
   (cd "$out/$sha" && scripts/build-plugins.sh && cargo build --release --locked -p masq --bins --examples)
   cp "$out/target/release/masq" "$out/masq-$sha"
   for ex in "$out"/target/release/examples/*; do
@@ -42,6 +52,11 @@ done
 
 for sha in "${revs[@]}"; do
   echo "== bench $sha"
+  if [ "$sha" = . ]; then
+    python3 scripts/bench.py
+    cp docs/BENCHMARKS.md "$out/this-checkout.md"
+    continue
+  fi
   db="masq_compare_$sha"
   psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
   # Put this revision's own build back in place (the shared target holds the last one built).
@@ -54,4 +69,5 @@ for sha in "${revs[@]}"; do
   psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS $db"
 done
 
-python3 scripts/bench_compare.py "$out/${revs[0]}.md" "$out/${revs[1]}.md"
+name() { if [ "$1" = . ]; then echo "$out/this-checkout.md"; else echo "$out/$1.md"; fi; }
+python3 scripts/bench_compare.py "$(name "${revs[0]}")" "$(name "${revs[1]}")"
