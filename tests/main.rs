@@ -11,6 +11,7 @@ mod cli_errors;
 mod fifo;
 mod hostile_sender;
 mod hot_swap;
+mod http_proxy;
 mod ledger;
 mod ledger_migration;
 mod login_data_set;
