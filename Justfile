@@ -65,8 +65,9 @@ bench: services plugins
     cargo build --release --locked -p masq -p latency-proxy --bins --examples
     python3 scripts/bench.py
 
-# The benches of two revisions back to back, every figure of AFTER next to BEFORE's (e.g. before
-# and after a restructuring: `just bench-compare e463f85 ddf15ff`); see scripts/bench-compare.sh.
+# E.g. `just bench-compare e463f85 ddf15ff` (before and after the restructuring; AFTER may be `.`,
+# this checkout). See scripts/bench-compare.sh and docs/BENCHMARKS-restructure.md.
+# The benches of two revisions back to back, each figure of AFTER next to BEFORE's.
 bench-compare before after: services
     scripts/bench-compare.sh {{before}} {{after}}
 
