@@ -64,6 +64,10 @@ const PAYS: f64 = 0.3;
 /// saturate: the next growth quadruples instead of doubling. Far from SQS (20 ms) this brings
 /// 4 receivers to 64 in two steps instead of four, which a short burst of messages notices.
 const PAID_FULLY: f64 = 0.7;
+/// ... but only while each receiver brings at most this many messages a second: a receive of
+/// ten taking 10 ms or more, a remote SQS. Near the server (loopback, the same host) receivers
+/// are fast, a few more saturate the workers, and quadrupling would only overshoot.
+const FAR_PER_RECEIVER: f64 = 1_000.0;
 /// Periods a rate is averaged over, before and after a change.
 const JUDGE_OVER: usize = 3;
 /// How long growth stays off after it did not pay.
@@ -111,7 +115,8 @@ impl Controller {
             let trial = self.trial.take().expect("checked above");
             let rise = (trial.to - trial.from) as f64 / trial.from as f64;
             let now = mean(&self.rates);
-            self.bold = now >= trial.rate * (1.0 + PAID_FULLY * rise);
+            self.bold = now >= trial.rate * (1.0 + PAID_FULLY * rise)
+                && now / trial.to as f64 <= FAR_PER_RECEIVER;
             if now < trial.rate * (1.0 + PAYS * rise) {
                 self.hold = HOLD;
                 self.rates.clear();
@@ -305,6 +310,18 @@ mod tests {
             assert_eq!(c.next(8, 64, &period(56, 560, 0, 8)), 8);
         }
         assert_eq!(c.next(8, 64, &period(56, 560, 0, 8)), 16);
+        // Near the server each receiver brings 3,000 a second: growth pays fully, but only
+        // doubles.
+        let mut c = Controller::default();
+        let mut seen = vec![4];
+        let mut n = 4;
+        for _ in 0..12 {
+            n = c.next(n, 64, &period(30 * n as u64, 300 * n as u64, 0, n));
+            if seen.last() != Some(&n) {
+                seen.push(n);
+            }
+        }
+        assert_eq!(seen, [4, 8, 16, 32]);
     }
 
     #[test]
