@@ -116,17 +116,8 @@ async fn every_sqs_call_goes_through_the_proxy_from_the_environment() {
     let proxy = ForwardProxy::start().await;
     let url = format!("http://127.0.0.1:{}", proxy.port);
 
-    let plugin = plugin("sha256-masker");
-    let key = env.key_file.display().to_string();
     let out = env
-        .command(&[
-            "run",
-            "--drain",
-            "--plugin",
-            plugin.to_str().unwrap(),
-            "--key-file",
-            &key,
-        ])
+        .drain_command(&[])
         // SQS is 127.0.0.1: NO_PROXY must not exclude it for this test.
         .env("HTTP_PROXY", &url)
         .env("HTTPS_PROXY", &url)

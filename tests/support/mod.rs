@@ -313,9 +313,8 @@ impl TestEnv {
         self.command(args).output().await.expect("masq runs")
     }
 
-    /// `masq run --drain` with the default policy and this test's key, plus `extra` flags.
-    /// Panics with masq's output if it fails; returns its stdout (the summary).
-    pub async fn drain(&self, extra: &[&str]) -> String {
+    /// The command `drain` runs, for a test that sets more of its environment first.
+    pub fn drain_command(&self, extra: &[&str]) -> Command {
         let plugin = plugin("sha256-masker");
         let key = self.key_file.display().to_string();
         let mut args = vec!["run", "--drain", "--plugin", plugin.to_str().unwrap()];
@@ -323,7 +322,13 @@ impl TestEnv {
             args.extend(["--key-file", key.as_str()]);
         }
         args.extend(extra);
-        let out = self.masq(&args).await;
+        self.command(&args)
+    }
+
+    /// `masq run --drain` with the default policy and this test's key, plus `extra` flags.
+    /// Panics with masq's output if it fails; returns its stdout (the summary).
+    pub async fn drain(&self, extra: &[&str]) -> String {
+        let out = self.drain_command(extra).output().await.expect("masq runs");
         assert!(
             out.status.success(),
             "masq run failed ({}):\n{}",

@@ -12,6 +12,7 @@ pub mod s3_payload;
 pub mod sender;
 pub mod sqs;
 pub mod sigv4;
+pub mod sqs_dial;
 pub mod sqs_http;
 pub mod synthetic;
 

@@ -13,6 +13,7 @@
 //! sentences naming the queue and what to check.
 
 use super::sigv4::Signer;
+use super::sqs_dial::Dial;
 use anyhow::{Context, anyhow};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -20,9 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -268,68 +267,6 @@ impl SqsHttp {
             .map_err(|e| anyhow!("no AWS credentials for SQS: {e}"))?;
         *self.cached.lock().expect("not poisoned") = Some(c.clone());
         Ok(c)
-    }
-}
-
-/// How connections to the endpoint are made: directly, or through the HTTP proxy that
-/// `HTTPS_PROXY`/`HTTP_PROXY` (and `NO_PROXY`) name for it, as the AWS SDK does for masq's other
-/// calls. Through a proxy, the connection is a CONNECT tunnel; TLS then runs inside it.
-#[derive(Clone)]
-enum Dial {
-    Direct(HttpConnector),
-    Tunnel(Tunnel<HttpConnector>),
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl Dial {
-    fn for_endpoint(endpoint: &http::Uri, http: HttpConnector) -> Dial {
-        match Matcher::from_env().intercept(endpoint) {
-            Some(proxy) => {
-                // The proxy's address only: its credentials never reach a log.
-                tracing::info!(
-                    proxy = %proxy.uri().authority().map(|a| a.host()).unwrap_or("?"),
-                    "SQS calls go through the HTTP proxy from the environment"
-                );
-                let mut tunnel = Tunnel::new(proxy.uri().clone(), http);
-                if let Some(auth) = proxy.basic_auth() {
-                    tunnel = tunnel.with_auth(auth.clone());
-                }
-                Dial::Tunnel(tunnel)
-            }
-            None => Dial::Direct(http),
-        }
-    }
-}
-
-impl tower_service::Service<http::Uri> for Dial {
-    type Response = TokioIo<tokio::net::TcpStream>;
-    type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        match self {
-            Dial::Direct(c) => c.poll_ready(cx).map_err(Into::into),
-            Dial::Tunnel(c) => c.poll_ready(cx).map_err(Into::into),
-        }
-    }
-
-    fn call(&mut self, dst: http::Uri) -> Self::Future {
-        match self {
-            Dial::Direct(c) => {
-                let f = c.call(dst);
-                Box::pin(async move { f.await.map_err(Into::into) })
-            }
-            Dial::Tunnel(c) => {
-                let f = c.call(dst);
-                Box::pin(async move { f.await.map_err(Into::into) })
-            }
-        }
     }
 }
 
