@@ -141,7 +141,7 @@ fn main() {
     if names.is_empty() {
         names.push("sha256-masker".into());
     }
-    let all = records(*BATCH_SIZES.last().unwrap());
+    let all = records(BATCH_SIZES[BATCH_SIZES.len() - 1]);
     let key_file = std::env::temp_dir().join(format!("masq-bench-{}.key", std::process::id()));
     std::fs::write(
         &key_file,
@@ -151,8 +151,17 @@ fn main() {
     let pseudonymizer = Pseudonymizer::from_key_file(&key_file).unwrap();
     std::fs::remove_file(&key_file).ok();
 
+    // `POLICY_COST_BATCH=100` measures only that batch size, and no native baseline: for
+    // profiling one policy (`perf record policy_cost DIR NAME`).
+    let only: Option<usize> = std::env::var("POLICY_COST_BATCH")
+        .ok()
+        .map(|v| v.parse().expect("POLICY_COST_BATCH is a batch size"));
+    let sizes: Vec<usize> = match only {
+        Some(size) => vec![size],
+        None => BATCH_SIZES.to_vec(),
+    };
     let settings = sha256_masker::Settings::default();
-    for size in BATCH_SIZES {
+    for &size in sizes.iter().filter(|_| only.is_none()) {
         let ns = measure(size, &all, |b| {
             assert_eq!(native(b, &pseudonymizer, &settings), b.len());
         });
@@ -172,7 +181,7 @@ fn main() {
             keys,
         )
         .unwrap();
-        for size in BATCH_SIZES {
+        for &size in &sizes {
             let ns = measure(size, &all, |b| {
                 let out = host.transform(b).unwrap();
                 assert!(
