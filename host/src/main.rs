@@ -29,10 +29,12 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = async_threads(&cli.command) {
+        runtime.worker_threads(threads);
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             logging::fatal(&format!("cannot start the async runtime: {e}"));
@@ -45,6 +47,25 @@ fn main() -> ExitCode {
             logging::fatal(&format!("{e:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How many async threads a command gets, if not one per core (tokio's default).
+/// `masq run` and `masq replay` mostly wait on SQS and PostgreSQL, and their policy runs on
+/// threads of its own (tokio's blocking pool), so one async thread per two cores keeps up and
+/// spares what idle async threads cost in wake-ups and task stealing: measured on two cores
+/// (one thread), 15% less CPU per message on loopback at the same throughput, and the same
+/// throughput through a 20 ms SQS. `masq load` reads and encodes as fast as it can: every
+/// core. TOKIO_WORKER_THREADS, when set, decides instead.
+fn async_threads(command: &Command) -> Option<usize> {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return None;
+    }
+    match command {
+        Command::Run(_) | Command::Replay(_) => Some(
+            std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+        ),
+        _ => None,
     }
 }
 
