@@ -58,11 +58,16 @@ pub async fn decide(
     batch: Vec<Message>,
     canary: Option<&Canary>,
 ) -> (Vec<Item>, PolicyHealth) {
-    let mut seen = HashSet::with_capacity_and_hasher(batch.len(), Default::default());
+    let source: Arc<str> = Arc::from(source_name);
+    // A message id seen earlier in the same batch: judged once (ids borrowed, not copied).
+    let repeated: Vec<bool> = {
+        let mut seen = HashSet::with_capacity_and_hasher(batch.len(), Default::default());
+        batch.iter().map(|m| !seen.insert(m.id.as_str())).collect()
+    };
     let mut items = Vec::with_capacity(batch.len());
     let mut duplicates = Vec::new();
-    for message in batch {
-        if seen.insert(message.id.clone()) {
+    for (message, repeated) in batch.into_iter().zip(repeated) {
+        if !repeated {
             items.push(Item {
                 verdict: Verdict::Drop,
                 message,
@@ -106,8 +111,9 @@ pub async fn decide(
                         message_id: item.message.id.clone(),
                         sent_timestamp_ms: item.message.sent_ms,
                         receive_count: item.message.receive_count,
-                        source: source_name.to_string(),
-                        attributes: item.message.attributes.clone(),
+                        source: source.clone(),
+                        // Moved, not copied: nothing after the policy reads them.
+                        attributes: std::mem::take(&mut item.message.attributes),
                     },
                     fields,
                 });

@@ -35,7 +35,7 @@ fn to_wire(record: &Record) -> types::Record {
             message_id: m.message_id.clone(),
             sent_timestamp_ms: m.sent_timestamp_ms,
             receive_count: m.receive_count,
-            source: m.source.clone(),
+            source: m.source.to_string(),
         },
         fields: record.fields.clone(),
     }

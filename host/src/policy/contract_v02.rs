@@ -62,7 +62,7 @@ pub fn to_batch(records: &[Record]) -> types::Batch {
         size: n as u32,
         source: records
             .first()
-            .map(|r| r.metadata.source.clone())
+            .map(|r| r.metadata.source.to_string())
             .unwrap_or_default(),
         columns: columns
             .into_iter()

@@ -10,8 +10,9 @@ pub struct Metadata {
     pub message_id: String,
     pub sent_timestamp_ms: u64,
     pub receive_count: u32,
-    /// Where the message came from: the queue URL, or `file:<path>`.
-    pub source: String,
+    /// Where the message came from: the queue URL, or `file:<path>`. Shared by every record
+    /// of a batch.
+    pub source: std::sync::Arc<str>,
     /// The message's attributes (SQS message and system attributes, SNS topic ARN), as text
     /// pairs. 0.2 policies see them; 0.1 has no place for them.
     pub attributes: Vec<(String, String)>,
