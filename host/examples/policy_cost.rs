@@ -91,7 +91,7 @@ fn columns(batch: &[Record]) -> sha256_masker::masq::policy::types::Batch {
     }
     t::Batch {
         size: n as u32,
-        source: batch[0].metadata.source.clone(),
+        source: batch[0].metadata.source.to_string(),
         columns: cells
             .into_iter()
             .map(|(name, values)| t::Column {
