@@ -17,10 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const POLL: Duration = Duration::from_millis(100);
+/// How often the policy and key files are looked at (one `stat` each): what a swap waits for
+/// at most before masq notices it.
+const POLL: Duration = Duration::from_millis(50);
 /// A file must look the same this long before masq reads it: a copy in progress keeps
-/// changing size and time.
-const SETTLE: Duration = Duration::from_millis(100);
+/// changing size and time. One caught half-written anyway fails its checks and is looked at
+/// again (`ATTEMPTS`), never refused for that.
+const SETTLE: Duration = Duration::from_millis(50);
 /// Checks of a file that fails before it is refused, in case it was caught mid-write.
 const ATTEMPTS: u32 = 3;
 
