@@ -171,7 +171,9 @@ impl<R: ReloadReport> Reloader<R> {
         loop {
             attempt += 1;
             let seen = settled(&self.plugin).await;
-            let bytes = match std::fs::read(&self.plugin) {
+            // Off the async threads (`masq run` has one per two cores): a policy is up to
+            // tens of MB, on whatever disk the operator put it.
+            let bytes = match tokio::fs::read(&self.plugin).await {
                 Ok(b) => b,
                 Err(e) if attempt < ATTEMPTS => {
                     tracing::debug!(error = %e, "policy file unreadable; retrying");
