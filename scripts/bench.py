@@ -606,7 +606,7 @@ def main():
     lines += [
         "",
         "How each figure is taken:",
-        "- Ceiling: `host/examples/sqs_ceiling.rs`, N loops of receive 10 + DeleteMessageBatch, nothing else, through masq's own SQS client (`source/sqs_http.rs`, cheaper per call than the AWS SDK, so the server, not the client, is the limit).",
+        "- Ceiling: `host/examples/sqs_ceiling.rs`, N loops of receive 10 + DeleteMessageBatch, nothing else, through masq's own SQS client (`source/sqs/http.rs`, cheaper per call than the AWS SDK, so the server, not the client, is the limit).",
         "- masq and the ceiling end the same way: a 1 s long poll that finds the queue empty.",
         "- Baseline: `scripts/baseline_consumer.py`, the shape of typical take-home answers; run on a smaller",
         "  sample because it commits per row (its rate does not depend on queue depth with fauxqs).",

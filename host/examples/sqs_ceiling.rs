@@ -2,13 +2,13 @@
 //! messages (long poll 1 s, as `masq run --drain` does) and delete them in one batch call,
 //! with no processing, until every loop finds the queue empty. Prints one JSON line.
 //!
-//! The calls go through masq's own SQS client (`source::sqs_http`), the cheapest this project
+//! The calls go through masq's own SQS client (`source::sqs::http`), the cheapest this project
 //! has: the ceiling is what the server can do, and a client that burns more CPU per call
 //! (the AWS SDK) would lower it on a machine whose cores the server shares, flattering masq.
 //!
 //! Usage: sqs_ceiling QUEUE_URL [LOOPS]
 
-use masq::source::sqs_http::SqsHttp;
+use masq::source::sqs::http::SqsHttp;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

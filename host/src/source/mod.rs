@@ -11,9 +11,6 @@ pub mod jsonl;
 pub mod s3_payload;
 pub mod sender;
 pub mod sqs;
-pub mod sigv4;
-pub mod sqs_dial;
-pub mod sqs_http;
 pub mod synthetic;
 
 use std::future::Future;

@@ -300,7 +300,6 @@ where
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

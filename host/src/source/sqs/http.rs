@@ -13,7 +13,7 @@
 //! sentences naming the queue and what to check.
 
 use super::sigv4::Signer;
-use super::sqs_dial::Dial;
+use super::dial::Dial;
 use anyhow::{Context, anyhow};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};

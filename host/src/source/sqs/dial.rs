@@ -1,4 +1,4 @@
-//! How `sqs_http` connects to the SQS endpoint: directly, or through the HTTP proxy the
+//! How `http` connects to the SQS endpoint: directly, or through the HTTP proxy the
 //! environment names for it (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), as the AWS SDK does for
 //! masq's other calls, so no SQS call goes around a proxy an operator set.
 

@@ -3,20 +3,26 @@
 //! and dropped to zero for messages masq gives back. It never decides *when* to delete: the
 //! pipeline calls `delete` only after the database commit.
 //!
-//! What a receive returns is shaped here before the pipeline sees it: attributes carried with
-//! each message, an SNS envelope unwrapped (`envelope`), a payload fetched from S3
-//! (`s3_payload`), and on a FIFO queue the later messages of a group held back with an
-//! earlier one (`fifo`).
+//! Here: the client, its time limits and the calls. Beside it: `received` (what a receive
+//! returns, shaped for the pipeline), `http` (the three hot-path calls as signed JSON requests,
+//! cheaper than the SDK), `sigv4` (their signatures), `dial` (direct or through a proxy),
+//! `errors` (a failed call in one sentence).
 
-use super::envelope::{self, Envelope};
-use super::s3_payload::{self, FetchError, PayloadSettings, S3Payloads};
-use super::sqs_http::{CallError, ReceivedMessage, SqsHttp};
+mod dial;
+mod errors;
+pub mod http;
+mod received;
+mod sigv4;
+
+use super::envelope::Envelope;
+use super::s3_payload::{PayloadSettings, S3Payloads};
 use super::{Message, Source, fifo};
-use crate::sink::sql::storable;
 use anyhow::{anyhow, bail};
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use errors::CallFailure;
+pub(super) use errors::short;
+use http::SqsHttp;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +36,7 @@ const CALLS_AT_ONCE: usize = 16;
 const DELETE_ATTEMPTS: u32 = 5;
 /// Deliveries a message gets while S3 cannot give its payload; then it is a dead letter with
 /// the reason (it keeps the pointer, nothing is lost).
-const S3_DELIVERIES: u32 = 5;
+pub(super) const S3_DELIVERIES: u32 = 5;
 
 /// How long masq waits for SQS. A server that accepts connections but never answers costs a
 /// log line after these times, never a silent hang.
@@ -119,69 +125,6 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .force_path_style(config.endpoint_url().is_some())
         .build();
     aws_sdk_s3::Client::from_conf(s3)
-}
-
-/// One short sentence for an SDK error: the service's code and message, or the innermost
-/// cause of a failed connection (the SDK's own Display is a page of debug output).
-pub(super) fn short<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match e {
-        SdkError::ServiceError(service) => {
-            let err = service.err();
-            match (err.code(), err.message()) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => code.to_string(),
-                _ => innermost(err),
-            }
-        }
-        SdkError::TimeoutError(_) => "timed out".to_string(),
-        other => innermost(other),
-    }
-}
-
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
-}
-
-/// What a failed call says, from the SDK or from `sqs_http`.
-trait CallFailure {
-    fn is_missing_queue(&self) -> bool;
-    fn short(&self) -> String;
-}
-
-impl<E, R> CallFailure for SdkError<E, R>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    fn is_missing_queue(&self) -> bool {
-        self.as_service_error()
-            .and_then(|s| s.code())
-            .is_some_and(|code| {
-                code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist")
-            })
-    }
-
-    fn short(&self) -> String {
-        short(self)
-    }
-}
-
-impl CallFailure for CallError {
-    fn is_missing_queue(&self) -> bool {
-        CallError::is_missing_queue(self)
-    }
-
-    fn short(&self) -> String {
-        self.to_string()
-    }
 }
 
 impl SqsSource {
@@ -343,116 +286,6 @@ impl SqsSource {
         }))
     }
 
-    /// One long-poll receive of up to ten messages, shaped for the pipeline (`shape`).
-    pub async fn receive_messages(&self, wait_seconds: i32) -> anyhow::Result<Vec<Message>> {
-        let request = self
-            .http
-            .receive(&self.queue_url, wait_seconds, self.visibility);
-        let wait = Duration::from_secs(wait_seconds.max(0) as u64);
-        let received = self.call("receive from", wait, request).await?;
-        let messages = received.into_iter().filter_map(message_of).collect();
-        Ok(self.shape(messages).await)
-    }
-
-    /// Unwraps envelopes and fetches payloads; what cannot be read becomes the message's
-    /// dead-letter reason. Messages whose payload S3 cannot give right now go back to the
-    /// queue (on a FIFO queue with every later message of their group) and are not returned.
-    async fn shape(&self, mut messages: Vec<Message>) -> Vec<Message> {
-        let mut pointers = Vec::with_capacity(messages.len());
-        for m in messages.iter_mut() {
-            pointers.push(None);
-            match envelope::unwrap(self.envelope, &m.body) {
-                Ok(None) => {}
-                Ok(Some(inner)) => {
-                    m.body = inner.message;
-                    m.attributes.extend(inner.attributes);
-                }
-                Err(reason) => {
-                    m.unreadable = Some(storable(&reason).into_owned());
-                    continue;
-                }
-            }
-            match s3_payload::pointer(&m.body) {
-                None => {}
-                Some(Ok(pointer)) => *pointers.last_mut().expect("pushed") = Some(pointer),
-                Some(Err(reason)) => m.unreadable = Some(storable(&reason).into_owned()),
-            }
-        }
-        if pointers.iter().all(Option::is_none) {
-            return messages;
-        }
-        let fetches = pointers.iter().map(|p| async move {
-            match p {
-                Some(p) => Some(self.payloads.fetch(p).await),
-                None => None,
-            }
-        });
-        let fetched = futures_util::future::join_all(fetches).await;
-        let mut held_back = vec![false; messages.len()];
-        for (i, result) in fetched.into_iter().enumerate() {
-            let (Some(result), Some(pointer)) = (result, &pointers[i]) else {
-                continue;
-            };
-            let m = &mut messages[i];
-            match result {
-                Ok(payload) => {
-                    m.body = payload;
-                    m.body_limit = self.payloads.max_bytes();
-                    m.attributes
-                        .push(("s3.bucket".into(), pointer.bucket.clone()));
-                    m.attributes.push(("s3.key".into(), pointer.key.clone()));
-                }
-                // Reasons name the bucket and key, which come from the message: storable, as
-                // every reason (and escaped in logs).
-                Err(FetchError::Missing(why) | FetchError::Permanent(why)) => {
-                    m.unreadable = Some(storable(&why).into_owned())
-                }
-                Err(FetchError::Passing(why)) if m.receive_count >= S3_DELIVERIES => {
-                    let why = format!("{why}; given up after {S3_DELIVERIES} deliveries");
-                    m.unreadable = Some(storable(&why).into_owned())
-                }
-                Err(FetchError::Passing(why)) => {
-                    tracing::warn!(
-                        message_id = %m.id,
-                        delivery = m.receive_count,
-                        error = ?why,
-                        "payload not fetched; the message goes back to the queue and is tried again"
-                    );
-                    held_back[i] = true;
-                }
-            }
-        }
-        if self.fifo {
-            let groups: Vec<Option<&str>> = messages.iter().map(group_of).collect();
-            fifo::hold_back_followers(&groups, &mut held_back);
-        }
-        // Backwards: a FIFO server that puts a message back at the front of its group then
-        // keeps the group's order.
-        let back: Vec<&str> = messages
-            .iter()
-            .zip(&held_back)
-            .rev()
-            .filter(|(_, held)| **held)
-            .map(|(m, _)| m.receipt.as_str())
-            .collect();
-        if !back.is_empty() {
-            let deliveries = messages.iter().map(|m| m.receive_count).max().unwrap_or(1);
-            let delay = (10 * deliveries as i32).min(300);
-            self.set_visibility(&back, delay).await;
-        }
-        let mut kept = Vec::with_capacity(messages.len());
-        for ((m, held), pointer) in messages.into_iter().zip(held_back).zip(pointers) {
-            if held {
-                continue;
-            }
-            if let Some(pointer) = pointer.filter(|_| m.unreadable.is_none()) {
-                self.payloads.remember(&m.receipt, pointer);
-            }
-            kept.push(m);
-        }
-        kept
-    }
-
     /// Deletes messages, ten per call, retrying entries that fail. Returns how many could not
     /// be deleted after every attempt (they reappear later and the ledger skips them).
     pub async fn delete(&self, receipts: &[&str]) -> usize {
@@ -607,98 +440,5 @@ impl Source for SqsSource {
             "extending visibility of held messages"
         );
         self.set_visibility(receipts, self.visibility).await;
-    }
-}
-
-/// A message's `MessageGroupId`, on a FIFO queue.
-fn group_of(m: &Message) -> Option<&str> {
-    m.attributes
-        .iter()
-        .find(|(name, _)| name == "MessageGroupId")
-        .map(|(_, v)| v.as_str())
-}
-
-/// A received message for the pipeline; `None` (with a warning) for one without id or
-/// receipt handle, which only a broken server sends.
-fn message_of(m: ReceivedMessage) -> Option<Message> {
-    let (Some(id), Some(receipt)) = (m.message_id, m.receipt_handle) else {
-        tracing::warn!("SQS returned a message without id or receipt handle; skipped, it will reappear");
-        return None;
-    };
-    let sent_ms = m
-        .attributes
-        .get("SentTimestamp")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            // Only a broken server omits it; the date then is the receive date, said loudly.
-            tracing::warn!(
-                message_id = id,
-                "message has no SentTimestamp; using the time of receipt"
-            );
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0)
-        });
-    let receive_count = m
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let mut message = Message::new(id, receipt, m.body.unwrap_or_default(), sent_ms, receive_count);
-    message.attributes = attributes_of(m.attributes, m.message_attributes);
-    Some(message)
-}
-
-/// A received message's attributes: system attributes by their AWS names, then message
-/// attributes by their names, each sorted by name (both maps already are). Binary attribute
-/// values are base64, as SQS's JSON carries them.
-fn attributes_of(
-    system: std::collections::BTreeMap<String, String>,
-    own: std::collections::BTreeMap<String, super::sqs_http::AttributeValue>,
-) -> Vec<(String, String)> {
-    let mut all: Vec<(String, String)> = system.into_iter().collect();
-    all.extend(own.into_iter().filter_map(|(name, value)| {
-        let text = value.string_value.or(value.binary_value)?;
-        Some((name, text))
-    }));
-    all
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use super::super::sqs_http::AttributeValue;
-
-    #[test]
-    fn attributes_keep_their_aws_names_and_values() {
-        let system = [
-            ("MessageGroupId", "g1"),
-            ("ApproximateFirstReceiveTimestamp", "1700000000000"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .into_iter()
-        .collect();
-        let value = |s: Option<&str>, b: Option<&str>| AttributeValue {
-            string_value: s.map(str::to_string),
-            binary_value: b.map(str::to_string),
-        };
-        let own = [
-            ("tenant".to_string(), value(Some("acme"), None)),
-            ("blob".to_string(), value(None, Some("aGk="))),
-            ("empty".to_string(), value(None, None)),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(
-            attributes_of(system, own),
-            [
-                ("ApproximateFirstReceiveTimestamp", "1700000000000"),
-                ("MessageGroupId", "g1"),
-                ("blob", "aGk="),
-                ("tenant", "acme"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-        );
     }
 }

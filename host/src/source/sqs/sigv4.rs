@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 for the SQS JSON calls of `sqs_http`, and nothing else: a POST of
+//! AWS Signature Version 4 for the SQS JSON calls of `http`, and nothing else: a POST of
 //! a JSON body with four headers to one endpoint. Written out here instead of through the
 //! `aws-sigv4` crate because that crate, being general, builds the canonical request from
 //! parsed parts with an allocation per piece and derives the signing key (four HMACs) for
