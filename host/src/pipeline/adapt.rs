@@ -5,7 +5,7 @@
 //! poller does, from what each period's receives show:
 //!
 //! - receives come back **full** and the workers keep up: more is waiting than the receivers
-//!   bring in, so add receivers (twice as many: fast);
+//!   bring in, so add receivers (twice as many; far from SQS eight times at first, then four);
 //! - receives come back **empty** or **thin**: the queue is empty (down to one long poll at
 //!   once) or nearly (a quarter fewer), and long polls on it cost requests for nothing;
 //! - receivers spend most of their time **waiting for the workers** to take what they brought:
@@ -61,13 +61,20 @@ const FREE: f64 = 0.1;
 const PAYS: f64 = 0.3;
 /// Growth that paid at least this share of the rise (4 -> 8 receivers: 70% more messages a
 /// second) shows the receivers are bound by the round trip, not by anything masq could
-/// saturate: the next growth quadruples instead of doubling. Far from SQS (20 ms) this brings
-/// 4 receivers to 64 in two steps instead of four, which a short burst of messages notices.
+/// saturate: the next growth quadruples instead of doubling (after the first, far from SQS:
+/// `FAR_FIRST_GROWTH`), which a short burst of messages notices.
 const PAID_FULLY: f64 = 0.7;
 /// ... but only while each receiver brings at most this many messages a second: a receive of
 /// ten taking 10 ms or more, a remote SQS. Near the server (loopback, the same host) receivers
 /// are fast, a few more saturate the workers, and quadrupling would only overshoot.
 const FAR_PER_RECEIVER: f64 = 1_000.0;
+/// The first growth far from SQS multiplies by this, not two: there one receiver moves at most
+/// `FAR_PER_RECEIVER` messages a second (about 300 at 20 ms), so the four a pool starts with
+/// move about a tenth of what the workers can take (masq on two cores: about 14,000 a second).
+/// Doubling from there took three trials (4 -> 8 -> 32 -> 64, 1.2 s) to reach the 64 that a
+/// 20 ms endpoint needs; eight times takes two (4 -> 32 -> 64). The trial still checks that
+/// it paid, and undoes what did not.
+const FAR_FIRST_GROWTH: usize = 8;
 /// Periods a rate is averaged over, before and after a change.
 const JUDGE_OVER: usize = 3;
 /// How long growth stays off after it did not pay.
@@ -84,6 +91,8 @@ pub struct Controller {
     hold: Duration,
     /// The last growth paid fully (`PAID_FULLY`): grow four times, not twice.
     bold: bool,
+    /// A growth was tried already (`FAR_FIRST_GROWTH` is for the first).
+    grown: bool,
 }
 
 #[derive(Debug)]
@@ -120,7 +129,7 @@ impl Controller {
             if now < trial.rate * (1.0 + PAYS * rise) {
                 self.hold = HOLD;
                 self.rates.clear();
-                return trial.from;
+                return enough(&trial, now);
             }
         } else {
             self.rates.push(rate);
@@ -130,7 +139,10 @@ impl Controller {
             if !self.hold.is_zero() {
                 return current;
             }
-            if std::mem::take(&mut self.bold) {
+            let far = rate / current.max(1) as f64 <= FAR_PER_RECEIVER;
+            if !std::mem::replace(&mut self.grown, true) && far {
+                proposed = (current * FAR_FIRST_GROWTH).min(max);
+            } else if std::mem::take(&mut self.bold) {
                 proposed = (current * 4).min(max);
             }
             self.trial = Some(Trial {
@@ -145,9 +157,27 @@ impl Controller {
         }
         if proposed < current {
             self.bold = false;
+            // Down to one long poll: the queue was empty. The next burst starts over, with a
+            // first growth as big as at the start.
+            self.grown &= proposed > 1;
         }
         proposed
     }
+}
+
+/// Where a growth that did not pay goes back to. After a small step (twice, or near the
+/// server) that is where it started. After a big step far from SQS it is the number that the
+/// rate reached shows to be enough: as many receivers as move that rate at the round trip
+/// measured before (each moved `trial.rate / trial.from`), with a quarter more for the
+/// round trip's tail. So a machine that tops out at 3,000 messages a second, 20 ms away,
+/// settles near 14 receivers, not back at 4 (1,100 a second).
+fn enough(trial: &Trial, now: f64) -> usize {
+    let per_receiver = trial.rate / trial.from as f64;
+    if trial.to <= trial.from * 2 || per_receiver > FAR_PER_RECEIVER || per_receiver <= 0.0 {
+        return trial.from;
+    }
+    let needed = (1.25 * now / per_receiver).ceil() as usize;
+    needed.clamp(trial.from, trial.to - 1)
 }
 
 fn mean(rates: &[f64]) -> f64 {
@@ -252,20 +282,21 @@ mod tests {
     #[test]
     fn growth_that_brings_nothing_is_undone_and_held_off() {
         let mut c = Controller::default();
-        // 4 receivers bring 400 messages a period, full and free: grow to 8.
-        assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 8);
+        // Near the server (1,250 messages a second per receiver), 4 receivers bring 500
+        // messages a period, full and free: grow to 8.
+        assert_eq!(c.next(4, 64, &period(50, 500, 0, 4)), 8);
         // A period to settle, then three to judge by: 8 bring no more, so back to 4.
         for _ in 0..3 {
-            assert_eq!(c.next(8, 64, &period(40, 400, 0, 8)), 8);
+            assert_eq!(c.next(8, 64, &period(50, 500, 0, 8)), 8);
         }
-        assert_eq!(c.next(8, 64, &period(40, 400, 0, 8)), 4);
+        assert_eq!(c.next(8, 64, &period(50, 500, 0, 8)), 4);
         // Held off for a while, although receives still come back full.
         for _ in 0..40 {
-            assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 4);
+            assert_eq!(c.next(4, 64, &period(50, 500, 0, 4)), 4);
         }
         // Then it tries again.
         for _ in 0..20 {
-            if c.next(4, 64, &period(40, 400, 0, 4)) > 4 {
+            if c.next(4, 64, &period(50, 500, 0, 4)) > 4 {
                 return;
             }
         }
@@ -274,42 +305,45 @@ mod tests {
 
     #[test]
     fn periods_where_nothing_finished_are_not_held_against_growth() {
+        // Far from SQS (1,000 messages a second per receiver): the first growth is 8 times.
         let mut c = Controller::default();
-        assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 8);
+        assert_eq!(c.next(4, 256, &period(40, 400, 0, 4)), 32);
         for _ in 0..5 {
-            assert_eq!(c.next(8, 64, &period(0, 0, 0, 8)), 8);
+            assert_eq!(c.next(32, 256, &period(0, 0, 0, 32)), 32);
         }
-        assert_eq!(c.next(8, 64, &period(80, 800, 0, 8)), 8, "settling");
-        assert_eq!(c.next(8, 64, &period(80, 800, 0, 8)), 8);
-        assert_eq!(c.next(8, 64, &period(80, 800, 0, 8)), 8);
+        assert_eq!(c.next(32, 256, &period(320, 3200, 0, 32)), 32, "settling");
+        assert_eq!(c.next(32, 256, &period(320, 3200, 0, 32)), 32);
+        assert_eq!(c.next(32, 256, &period(320, 3200, 0, 32)), 32);
         assert_eq!(
-            c.next(8, 64, &period(80, 800, 0, 8)),
-            32,
+            c.next(32, 256, &period(320, 3200, 0, 32)),
+            128,
             "it paid fully: growth goes on, four times"
         );
     }
 
     #[test]
     fn growth_that_pays_fully_quadruples_and_partly_doubles() {
-        // Each receiver brings 100 messages a period: round-trip bound, growth pays fully.
+        // Each receiver brings 100 messages a period (1,000 a second: far from SQS), round-trip
+        // bound, so growth pays fully: eight times first, then four.
         let mut c = Controller::default();
         let mut seen = vec![4];
         let mut n = 4;
         for _ in 0..12 {
-            n = c.next(n, 64, &period(10 * n as u64, 100 * n as u64, 0, n));
+            n = c.next(n, 256, &period(10 * n as u64, 100 * n as u64, 0, n));
             if seen.last() != Some(&n) {
                 seen.push(n);
             }
         }
-        assert_eq!(seen, [4, 8, 32, 64]);
-        // From 4 to 8 brings 40% more (pays, not fully): the next step only doubles.
+        assert_eq!(seen, [4, 32, 128, 256]);
+        // Near the server, from 4 to 8 brings 40% more (pays, not fully): the next step only
+        // doubles.
         let mut c = Controller::default();
-        assert_eq!(c.next(4, 64, &period(40, 400, 0, 4)), 8);
-        assert_eq!(c.next(8, 64, &period(56, 560, 0, 8)), 8, "settling");
+        assert_eq!(c.next(4, 64, &period(60, 600, 0, 4)), 8);
+        assert_eq!(c.next(8, 64, &period(84, 840, 0, 8)), 8, "settling");
         for _ in 0..2 {
-            assert_eq!(c.next(8, 64, &period(56, 560, 0, 8)), 8);
+            assert_eq!(c.next(8, 64, &period(84, 840, 0, 8)), 8);
         }
-        assert_eq!(c.next(8, 64, &period(56, 560, 0, 8)), 16);
+        assert_eq!(c.next(8, 64, &period(84, 840, 0, 8)), 16);
         // Near the server each receiver brings 3,000 a second: growth pays fully, but only
         // doubles.
         let mut c = Controller::default();
@@ -322,6 +356,43 @@ mod tests {
             }
         }
         assert_eq!(seen, [4, 8, 16, 32]);
+    }
+
+    #[test]
+    fn a_big_step_far_away_that_does_not_pay_settles_where_the_rate_says() {
+        // 20 ms away each receiver brings about 300 a second; the workers top out at 3,000.
+        let mut c = Controller::default();
+        assert_eq!(c.next(4, 64, &period(12, 120, 0, 4)), 32);
+        for _ in 0..3 {
+            assert_eq!(c.next(32, 64, &period(30, 300, 0, 32)), 32);
+        }
+        // 32 receivers moved 3,000 a second, not 30% of eight times more: 3,000 / 300 = 10
+        // receivers are enough, 13 with a quarter more for the tail.
+        assert_eq!(c.next(32, 64, &period(30, 300, 0, 32)), 13);
+        // Held there, although receives still come back full.
+        for _ in 0..40 {
+            assert_eq!(c.next(13, 64, &period(30, 300, 0, 13)), 13);
+        }
+    }
+
+    #[test]
+    fn after_an_empty_queue_the_next_burst_far_away_grows_eight_times_again() {
+        let mut c = Controller::default();
+        let mut n = c.next(4, 64, &period(40, 400, 0, 4));
+        assert_eq!(n, 32);
+        // The burst is over: receives come back empty until one long poll is left.
+        for _ in 0..20 {
+            n = c.next(n, 64, &period(10, 0, 0, n));
+        }
+        assert_eq!(n, 1);
+        // The next burst: far, full and free. Once growth is allowed again, it is 8 times.
+        for _ in 0..100 {
+            n = c.next(n, 64, &period(10, 100, 0, n));
+            if n > 1 {
+                break;
+            }
+        }
+        assert_eq!(n, 8);
     }
 
     #[test]
