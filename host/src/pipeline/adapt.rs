@@ -93,6 +93,10 @@ pub struct Controller {
     bold: bool,
     /// A growth was tried already (`FAR_FIRST_GROWTH` is for the first).
     grown: bool,
+    /// A period with receives was seen. The first is part start-up (connections, the policy's
+    /// first instance, cold caches): slower than what follows, it would make any growth look
+    /// as if it paid, so near the server it does not count.
+    started: bool,
 }
 
 #[derive(Debug)]
@@ -131,15 +135,18 @@ impl Controller {
                 self.rates.clear();
                 return enough(&trial, now);
             }
-        } else {
+        } else if std::mem::replace(&mut self.started, true) {
             self.rates.push(rate);
         }
+        let far = rate / current.max(1) as f64 <= FAR_PER_RECEIVER;
         let mut proposed = next(current, max, period);
         if proposed > current {
-            if !self.hold.is_zero() {
+            // Near the server a few receivers saturate the workers, and a transient (start-up,
+            // a checkpoint) makes a growth look as if it paid: judge it against three periods.
+            // Far away each period counts: the ramp is what a burst waits for.
+            if !self.hold.is_zero() || (!far && self.rates.len() < JUDGE_OVER) {
                 return current;
             }
-            let far = rate / current.max(1) as f64 <= FAR_PER_RECEIVER;
             if !std::mem::replace(&mut self.grown, true) && far {
                 proposed = (current * FAR_FIRST_GROWTH).min(max);
             } else if std::mem::take(&mut self.bold) {
@@ -148,7 +155,11 @@ impl Controller {
             self.trial = Some(Trial {
                 from: current,
                 to: proposed,
-                rate: mean(&self.rates[self.rates.len().saturating_sub(JUDGE_OVER)..]),
+                rate: if self.rates.is_empty() {
+                    rate
+                } else {
+                    mean(&self.rates[self.rates.len().saturating_sub(JUDGE_OVER)..])
+                },
                 settling: true,
             });
         }
@@ -283,7 +294,11 @@ mod tests {
     fn growth_that_brings_nothing_is_undone_and_held_off() {
         let mut c = Controller::default();
         // Near the server (1,250 messages a second per receiver), 4 receivers bring 500
-        // messages a period, full and free: grow to 8.
+        // messages a period, full and free: after the start-up period and three to judge
+        // growth by, grow to 8.
+        for _ in 0..3 {
+            assert_eq!(c.next(4, 64, &period(50, 500, 0, 4)), 4);
+        }
         assert_eq!(c.next(4, 64, &period(50, 500, 0, 4)), 8);
         // A period to settle, then three to judge by: 8 bring no more, so back to 4.
         for _ in 0..3 {
@@ -338,6 +353,9 @@ mod tests {
         // Near the server, from 4 to 8 brings 40% more (pays, not fully): the next step only
         // doubles.
         let mut c = Controller::default();
+        for _ in 0..3 {
+            assert_eq!(c.next(4, 64, &period(60, 600, 0, 4)), 4);
+        }
         assert_eq!(c.next(4, 64, &period(60, 600, 0, 4)), 8);
         assert_eq!(c.next(8, 64, &period(84, 840, 0, 8)), 8, "settling");
         for _ in 0..2 {
@@ -393,6 +411,24 @@ mod tests {
             }
         }
         assert_eq!(n, 8);
+    }
+
+    #[test]
+    fn near_the_server_a_slow_start_up_does_not_pass_for_growth_that_paid() {
+        let mut c = Controller::default();
+        // Start-up: a slow first period (still near: 1,500 a second per receiver), then 4
+        // receivers bring 1,600 a period.
+        assert_eq!(c.next(4, 64, &period(60, 600, 0, 4)), 4);
+        for _ in 0..2 {
+            assert_eq!(c.next(4, 64, &period(160, 1600, 0, 4)), 4);
+        }
+        assert_eq!(c.next(4, 64, &period(160, 1600, 0, 4)), 8);
+        // 8 bring 1,700: judged against 1,600, not against the start-up's 600, it did not
+        // pay: back to 4.
+        for _ in 0..3 {
+            assert_eq!(c.next(8, 64, &period(170, 1700, 0, 8)), 8);
+        }
+        assert_eq!(c.next(8, 64, &period(170, 1700, 0, 8)), 4);
     }
 
     #[test]
