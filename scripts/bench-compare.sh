@@ -71,3 +71,20 @@ done
 
 name() { if [ "$1" = . ]; then echo "$out/this-checkout.md"; else echo "$out/$1.md"; fi; }
 python3 scripts/bench_compare.py "$(name "${revs[0]}")" "$(name "${revs[1]}")"
+
+# Each bench above took one hot-swap sample with its own script; measure both revisions again
+# with this checkout's code, interleaved (scripts/bench_swap_ab.py says why).
+swap_args=()
+for sha in "${revs[@]}"; do
+  db="masq_compare_swap_${sha/./this}"
+  psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  if [ "$sha" = . ]; then
+    swap_args+=(this-checkout "$root/target/release/masq" "$root/target/plugins" "postgres://postgres@127.0.0.1:5432/$db")
+  else
+    swap_args+=("$sha" "$root/$out/masq-$sha" "$root/$out/plugins-$sha" "postgres://postgres@127.0.0.1:5432/$db")
+  fi
+done
+python3 scripts/bench_swap_ab.py "${MASQ_COMPARE_SWAP_ROUNDS:-5}" "${swap_args[@]}"
+for sha in "${revs[@]}"; do
+  psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS masq_compare_swap_${sha/./this}"
+done

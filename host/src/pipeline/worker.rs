@@ -60,7 +60,9 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
         )
         .await
         {
-            // The batch's latency runs from the receipt of its first message.
+            // The batch's latency runs from the receipt of its first message; `started` is
+            // when this worker took it (the log gives both: the wait for a worker shows apart).
+            let started = Instant::now();
             let received = batch
                 .iter()
                 .map(|m| m.received_at)
@@ -131,6 +133,7 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
                         dead_lettered = report.dead_lettered,
                         duplicates = report.duplicates,
                         ms = received.elapsed().as_millis() as u64,
+                        work_ms = started.elapsed().as_millis() as u64,
                         "batch committed"
                     );
                     // Acknowledging after commit, off the worker's path: the next batch need
