@@ -77,7 +77,7 @@ impl PostgresSink {
         Ok(self.client.as_mut().expect("connected above"))
     }
 
-    fn prepare(&self, items: &[Item]) -> Vec<Prepared> {
+    fn prepare<'a>(&self, items: &'a [Item]) -> Vec<Prepared<'a>> {
         items
             .iter()
             .map(|item| match &item.verdict {

@@ -30,13 +30,13 @@ pub enum WriteMode {
 }
 
 /// One message, ready for the database.
-pub(super) enum Prepared {
-    Row(Row),
+pub(super) enum Prepared<'a> {
+    Row(Row<'a>),
     Drop,
     Dead(Stage, String),
 }
 
-impl Prepared {
+impl Prepared<'_> {
     fn outcome(&self) -> Outcome {
         match self {
             Prepared::Row(_) => Outcome::Written,
@@ -85,7 +85,7 @@ pub(super) async fn transact(
     client: &mut Client,
     target: &Target<'_>,
     items: &[Item],
-    prepared: &mut [Prepared],
+    prepared: &mut [Prepared<'_>],
     provenance: &Provenance,
     attempt: Attempt,
 ) -> Result<WriteReport, tokio_postgres::Error> {
@@ -171,7 +171,7 @@ struct Batch<'a> {
 
 impl Batch<'_> {
     /// The ledger entries of the messages at `indexes`, with their outcomes as prepared.
-    fn entries(&self, prepared: &[Prepared], indexes: impl Iterator<Item = usize>) -> Entries {
+    fn entries(&self, prepared: &[Prepared<'_>], indexes: impl Iterator<Item = usize>) -> Entries {
         let mut entries = Entries::default();
         for i in indexes {
             entries.push(
@@ -189,7 +189,7 @@ impl Batch<'_> {
 async fn claim(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
-    prepared: &[Prepared],
+    prepared: &[Prepared<'_>],
     by: ClaimBy,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let entries = batch.entries(prepared, 0..batch.items.len());
@@ -223,7 +223,7 @@ fn letter_id(item: &Item) -> i64 {
 async fn take_letters(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
-    prepared: &[Prepared],
+    prepared: &[Prepared<'_>],
     retired: &mut Vec<i64>,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let (target, items) = (batch.target, batch.items);
@@ -272,7 +272,7 @@ fn column_list(schema: &TableSchema, columns: &[usize]) -> String {
 }
 
 /// The distinct column sets of the rows to write, in order of first appearance.
-fn shapes<'a>(prepared: &'a [Prepared], take: &[bool]) -> Vec<&'a [usize]> {
+fn shapes<'a>(prepared: &'a [Prepared<'_>], take: &[bool]) -> Vec<&'a [usize]> {
     let mut shapes: Vec<&[usize]> = Vec::new();
     for (i, p) in prepared.iter().enumerate() {
         if let Prepared::Row(row) = p
@@ -304,7 +304,7 @@ fn insert_sql(schema: &TableSchema, shape: &[usize]) -> String {
 async fn copy_rows(
     tx: &Transaction<'_>,
     target: &Target<'_>,
-    prepared: &[Prepared],
+    prepared: &[Prepared<'_>],
     take: &[bool],
 ) -> Result<(), tokio_postgres::Error> {
     let schema = target.schema;
@@ -349,7 +349,7 @@ async fn copy_rows(
 async fn write_rows_one_by_one(
     tx: &mut Transaction<'_>,
     batch: &Batch<'_>,
-    prepared: &mut [Prepared],
+    prepared: &mut [Prepared<'_>],
     take: &[bool],
 ) -> Result<(), tokio_postgres::Error> {
     let target = batch.target;
