@@ -6,7 +6,8 @@ SQS calls (SQS bills per request). Imported by bench.py, which passes its helper
 Measured in one run, all through the same proxy:
 - the ceiling: receive 10 + delete 10 loops, no processing, with enough loops to saturate;
 - masq with default settings (`--receivers auto`);
-- masq with fixed `--receivers` from a sweep, and the best of them;
+- masq with fixed `--receivers` from a sweep, and the best of them (it and the default: the
+  median of several alternating runs);
 - the boto3 + psycopg2 baseline;
 - SQS requests per 1,000 messages for masq and the baseline;
 - the idle request rate of masq on an empty queue (requests per minute);
@@ -80,8 +81,20 @@ def bench_sqs_latency(h):
             r["requests_per_1000"] = requests_per_1000(proxy.stats(), MESSAGES)
             return r
 
-        default = masq()
         fixed = {n: masq(("--receivers", str(n))) for n in SWEEP}
+        # The default against the best of the sweep, alternating, each the median of REPEATS
+        # runs (the best's sweep run among them): one run of each is within the noise of the
+        # 80% target, and the best of four single runs is biased up.
+        best_n = max(fixed, key=lambda n: fixed[n]["per_second"])
+        defaults, bests = [], [fixed[best_n]]
+        for _ in range(h.REPEATS):
+            defaults.append(masq())
+            if len(bests) < h.REPEATS:
+                bests.append(masq(("--receivers", str(best_n))))
+        default = h.median_run(defaults)
+        default["samples"] = [r["per_second"] for r in defaults]
+        fixed[best_n] = h.median_run(bests)
+        fixed[best_n]["samples"] = [r["per_second"] for r in bests]
 
         python = h.run([h.ROOT / "scripts/baseline_venv.sh"]).strip().splitlines()[-1]
         queue = h.new_queue("lat-baseline")
@@ -100,7 +113,8 @@ def bench_sqs_latency(h):
                                       "MASQ_SCALEOUT_MESSAGES": str(MESSAGES)}).strip().splitlines()[-1])
     finally:
         proxy.close()
-    return {"messages": MESSAGES, "ceilings": ceilings, "default": default, "fixed": fixed, "baseline": baseline,
+    return {"messages": MESSAGES, "ceilings": ceilings, "default": default, "fixed": fixed, "best_n": best_n,
+            "baseline": baseline,
             "idle_per_minute": idle, "scale": scale}
 
 
