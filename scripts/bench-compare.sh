@@ -69,9 +69,6 @@ for sha in "${revs[@]}"; do
   psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS $db"
 done
 
-name() { if [ "$1" = . ]; then echo "$out/this-checkout.md"; else echo "$out/$1.md"; fi; }
-python3 scripts/bench_compare.py "$(name "${revs[0]}")" "$(name "${revs[1]}")"
-
 # Each bench above took one hot-swap sample with its own script; measure both revisions again
 # with this checkout's code, interleaved (scripts/bench_swap_ab.py says why).
 swap_args=()
@@ -84,7 +81,11 @@ for sha in "${revs[@]}"; do
     swap_args+=("$sha" "$root/$out/masq-$sha" "$root/$out/plugins-$sha" "postgres://postgres@127.0.0.1:5432/$db")
   fi
 done
+rm -f "$out/swap-ab.json"
 python3 scripts/bench_swap_ab.py "${MASQ_COMPARE_SWAP_ROUNDS:-5}" "${swap_args[@]}"
 for sha in "${revs[@]}"; do
   psql -q postgres://postgres@127.0.0.1:5432/postgres -c "DROP DATABASE IF EXISTS masq_compare_swap_${sha/./this}"
 done
+
+name() { if [ "$1" = . ]; then echo "$out/this-checkout.md"; else echo "$out/$1.md"; fi; }
+python3 scripts/bench_compare.py "$(name "${revs[0]}")" "$(name "${revs[1]}")" "$out/swap-ab.json"

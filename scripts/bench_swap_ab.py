@@ -8,6 +8,8 @@ finishing during that query read as 0 ms). One sample of a ~100-300 ms figure on
 2-core machine cannot show a 5% difference; the same code, alternating, can come closer.
 
 Usage: bench_swap_ab.py ROUNDS LABEL MASQ PLUGINS DATABASE [LABEL MASQ PLUGINS DATABASE ...]
+Prints a table and writes the medians to target/compare/swap-ab.json, which
+`bench_compare.py` uses for its hot-swap verdict.
 """
 
 import statistics
@@ -40,6 +42,8 @@ def main():
     print("| --- | ---: | --- |")
     for label, values in samples.items():
         print(f"| {label} | {statistics.median(values):,.0f} ms | {', '.join(f'{v:,.0f}' for v in values)} ms |")
+    out = bench.ROOT / "target/compare/swap-ab.json"
+    out.write_text(bench.json.dumps({label: statistics.median(v) for label, v in samples.items()}))
     first, *others = samples.values()
     for (label, values) in list(samples.items())[1:]:
         print(f"\n{label} / {list(samples)[0]}: {statistics.median(values) / statistics.median(first):.2f}")
