@@ -189,7 +189,7 @@ impl Controller {
 /// rate reached shows to be enough: as many receivers as move that rate at the round trip
 /// measured before (each moved `trial.rate / trial.from`), with a quarter more for the
 /// round trip's tail. So a machine that tops out at 3,000 messages a second, 20 ms away,
-/// settles near 14 receivers, not back at 4 (1,100 a second).
+/// settles at 13 receivers, not back at 4 (1,100 a second).
 fn enough(trial: &Trial, now: f64) -> usize {
     let per_receiver = trial.rate / trial.from as f64;
     if trial.to <= trial.from * 2 || per_receiver > FAR_PER_RECEIVER || per_receiver <= 0.0 {
