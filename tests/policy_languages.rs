@@ -180,7 +180,7 @@ mod component {
 }
 
 use component::PolicyPlugin;
-use component::masq::policy::types::{Batch, Column, Metadata, Outcome, Value, Values};
+use component::masq::policy::types::{Batch, Column, Metadata, Outcome, Texts, Value, Values};
 use component::masq::policy::{log, pseudonym, types};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store};
@@ -194,6 +194,10 @@ impl pseudonym::Host for StandIn {
     fn pseudonymize_batch(&mut self, values: Vec<String>) -> Vec<String> {
         values.iter().map(|v| format!("tok({v})")).collect()
     }
+
+    fn pseudonymize_packed(&mut self, values: Texts) -> Texts {
+        pack(unpack(&values).map(|v| v.map(|v| format!("tok({v})"))))
+    }
 }
 
 impl log::Host for StandIn {
@@ -205,6 +209,55 @@ impl component::masq::policy::seal::Host for StandIn {
     fn seal_batch(&mut self, values: Vec<String>) -> Vec<String> {
         values.iter().map(|v| format!("sealed({v})")).collect()
     }
+
+    fn seal_packed(&mut self, values: Texts) -> Texts {
+        pack(unpack(&values).map(|v| v.map(|v| format!("sealed({v})"))))
+    }
+}
+
+/// A packed column (`texts`) of these values, as masq packs one.
+fn pack(values: impl Iterator<Item = Option<String>>) -> Texts {
+    let mut t = Texts {
+        bytes: Vec::new(),
+        ends: Vec::new(),
+        nulls: Vec::new(),
+    };
+    for (i, v) in values.enumerate() {
+        match v {
+            Some(v) => t.bytes.extend_from_slice(v.as_bytes()),
+            None => t.nulls.push(i as u32),
+        }
+        t.ends.push(t.bytes.len() as u32);
+    }
+    t
+}
+
+/// A packed column's values, checked as masq checks a policy's (offsets in order and in
+/// range, UTF-8, nulls empty): a policy that packs wrongly fails the comparison here.
+fn unpack(t: &Texts) -> impl Iterator<Item = Option<String>> + '_ {
+    let mut start = 0usize;
+    assert!(
+        t.nulls.windows(2).all(|w| w[0] < w[1]),
+        "nulls out of order: {:?}",
+        t.nulls
+    );
+    assert_eq!(
+        t.ends.last().map_or(0, |&e| e as usize),
+        t.bytes.len(),
+        "bytes after the last value"
+    );
+    t.ends.iter().enumerate().map(move |(i, &end)| {
+        let end = end as usize;
+        assert!(start <= end && end <= t.bytes.len(), "value {i} ends at {end}");
+        let value = String::from_utf8(t.bytes[start..end].to_vec()).expect("UTF-8");
+        start = end;
+        if t.nulls.contains(&(i as u32)) {
+            assert!(value.is_empty(), "null {i} is not empty");
+            None
+        } else {
+            Some(value)
+        }
+    })
 }
 
 /// A compiled policy; every call gets a fresh instance, as masq gives every batch one.
@@ -428,12 +481,18 @@ fn values(cells: Vec<Value>) -> Values {
             )
         };
     }
+    // Text and JSON columns packed, as masq sends them.
+    let packed = |values: Values| match values {
+        Values::Text(l) => Values::PackedText(pack(l.into_iter())),
+        Values::Json(l) => Values::PackedJson(pack(l.into_iter())),
+        other => other,
+    };
     match cells.iter().find(|v| !matches!(v, Value::Null)) {
         Some(Value::Boolean(_)) => typed!(Boolean),
         Some(Value::Integer(_)) => typed!(Integer),
         Some(Value::Float(_)) => typed!(Float),
-        Some(Value::Text(_)) => typed!(Text),
-        _ => typed!(Json),
+        Some(Value::Text(_)) => packed(typed!(Text)),
+        _ => packed(typed!(Json)),
     }
 }
 
@@ -449,6 +508,8 @@ fn cell(values: &Values, i: usize) -> Value {
         Values::Float(l) => at(l, i, Value::Float),
         Values::Text(l) => at(l, i, Value::Text),
         Values::Json(l) => at(l, i, Value::Json),
+        Values::PackedText(t) => unpack(t).nth(i).flatten().map_or(Value::Null, Value::Text),
+        Values::PackedJson(t) => unpack(t).nth(i).flatten().map_or(Value::Null, Value::Json),
         Values::Mixed(l) => l.get(i).cloned().unwrap_or(Value::Null),
     }
 }

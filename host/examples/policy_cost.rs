@@ -52,8 +52,8 @@ fn measure(size: usize, all: &[Record], mut run: impl FnMut(&[Record])) -> f64 {
 }
 
 /// The native build of the default policy: the same source, with the same keyed tokens. The
-/// records are first copied into the policy's own (0.2, columnar) types, as the wasm path
-/// lowers them; that copy is part of the cost a host-native policy would pay too.
+/// records are first copied into the policy's own (0.2, columnar, text packed) types, as the
+/// wasm path lowers them; that copy is part of the cost a host-native policy would pay too.
 fn native(
     batch: &[Record],
     pseudonymizer: &Pseudonymizer,
@@ -61,7 +61,7 @@ fn native(
 ) -> usize {
     use sha256_masker::masq::policy::types as t;
     let out = sha256_masker::transform_batch(settings, columns(batch), &mut |values| {
-        values.iter().map(|v| pseudonymizer.token(v)).collect()
+        sha256_masker::packed::map(&values, |v| pseudonymizer.token(v))
     });
     out.outcomes
         .iter()
@@ -99,12 +99,21 @@ fn columns(batch: &[Record]) -> sha256_masker::masq::policy::types::Batch {
                 missing: (0..n as u32)
                     .filter(|&i| values[i as usize].is_none())
                     .collect(),
-                values: sha256_masker::from_cells(
+                values: match sha256_masker::from_cells(
                     values
                         .into_iter()
                         .map(|v| v.map_or(t::Value::Null, to_native))
                         .collect(),
-                ),
+                ) {
+                    // Text and JSON columns packed, as masq sends them.
+                    t::Values::Text(l) => t::Values::PackedText(sha256_masker::packed::pack(
+                        l.iter().map(|v| v.as_deref()),
+                    )),
+                    t::Values::Json(l) => t::Values::PackedJson(sha256_masker::packed::pack(
+                        l.iter().map(|v| v.as_deref()),
+                    )),
+                    other => other,
+                },
             })
             .collect(),
         metadata: batch

@@ -4,6 +4,7 @@
 //! trusts the policy's shapes: a column of the wrong length fails the batch, by name.
 
 use super::imports::Sandbox;
+use super::packed::{self, BadTexts};
 use super::record::Record;
 use super::{Field, LogSecrets, Outcome, Value};
 use crate::pipeline::scrub::Secrets;
@@ -12,7 +13,14 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use wasmtime::Store;
 
-contract_bindings!("../wit/v0.2", "masq:policy/seal.seal-batch");
+// The imports that check what the policy hands them: a bad packed column or a seal without
+// a key fails the batch.
+contract_bindings!(
+    "../wit/v0.2",
+    "masq:policy/seal.seal-batch",
+    "masq:policy/seal.seal-packed",
+    "masq:policy/pseudonym.pseudonymize-packed"
+);
 
 /// The name masq prints for this contract.
 pub const CONTRACT: &str = "masq:policy@0.2.0";
@@ -150,9 +158,31 @@ fn typed(k: Kind, cells: &[Option<&Value>]) -> types::Values {
         Kind::Boolean => each!(Boolean, Value::Boolean(b) => *b),
         Kind::Integer => each!(Integer, Value::Integer(i) => *i),
         Kind::Float => each!(Float, Value::Float(f) => *f),
-        Kind::Text => each!(Text, Value::Text(t) => t.clone()),
-        Kind::Json => each!(Json, Value::Json(j) => j.clone()),
+        Kind::Text => packed(cells, |v| match v {
+            Value::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .map_or_else(
+            || each!(Text, Value::Text(t) => t.clone()),
+            types::Values::PackedText,
+        ),
+        Kind::Json => packed(cells, |v| match v {
+            Value::Json(j) => Some(j.as_str()),
+            _ => None,
+        })
+        .map_or_else(
+            || each!(Json, Value::Json(j) => j.clone()),
+            types::Values::PackedJson,
+        ),
     }
+}
+
+/// A text or JSON column packed (one buffer, not a string per value); `None` past 4 GiB.
+fn packed<'a>(
+    cells: &[Option<&'a Value>],
+    text: impl Fn(&'a Value) -> Option<&'a str>,
+) -> Option<types::Texts> {
+    super::packed::pack(cells.iter().map(|c| c.and_then(&text)))
 }
 
 fn to_wire_value(v: &Value) -> types::Value {
@@ -177,23 +207,37 @@ fn from_wire_value(v: types::Value) -> Value {
     }
 }
 
-/// A column's values one record at a time, moved out rather than copied.
-fn cells(values: types::Values, n: usize) -> Box<dyn Iterator<Item = Value>> {
+/// A column's values one record at a time, moved out rather than copied (a packed column's
+/// checked and copied out of its buffer).
+fn cells(values: types::Values, n: usize) -> Result<Box<dyn Iterator<Item = Value>>, BadTexts> {
     fn each<T: 'static>(
         list: Vec<Option<T>>,
         f: impl Fn(T) -> Value + 'static,
     ) -> Box<dyn Iterator<Item = Value>> {
         Box::new(list.into_iter().map(move |v| v.map_or(Value::Null, &f)))
     }
-    match values {
+    fn unpack(
+        texts: &types::Texts,
+        n: usize,
+        f: impl Fn(String) -> Value,
+    ) -> Result<Box<dyn Iterator<Item = Value>>, BadTexts> {
+        let values: Vec<Value> = packed::check(texts, n)?
+            .values()
+            .map(|v| v.map_or(Value::Null, |v| f(v.to_string())))
+            .collect();
+        Ok(Box::new(values.into_iter()))
+    }
+    Ok(match values {
         types::Values::Null => Box::new(std::iter::repeat_n(Value::Null, n)),
         types::Values::Boolean(l) => each(l, Value::Boolean),
         types::Values::Integer(l) => each(l, Value::Integer),
         types::Values::Float(l) => each(l, Value::Float),
         types::Values::Text(l) => each(l, Value::Text),
         types::Values::Json(l) => each(l, Value::Json),
+        types::Values::PackedText(t) => unpack(&t, n, Value::Text)?,
+        types::Values::PackedJson(t) => unpack(&t, n, Value::Json)?,
         types::Values::Mixed(l) => Box::new(l.into_iter().map(from_wire_value)),
-    }
+    })
 }
 
 fn len(values: &types::Values) -> Option<usize> {
@@ -204,6 +248,7 @@ fn len(values: &types::Values) -> Option<usize> {
         types::Values::Float(l) => Some(l.len()),
         types::Values::Text(l) => Some(l.len()),
         types::Values::Json(l) => Some(l.len()),
+        types::Values::PackedText(t) | types::Values::PackedJson(t) => Some(t.ends.len()),
         types::Values::Mixed(l) => Some(l.len()),
     }
 }
@@ -227,7 +272,13 @@ fn rows(answer: types::Transformed, n: usize) -> Result<Vec<Outcome>, Malformed>
         }
         let mut missing = c.missing;
         missing.sort_unstable();
-        columns.push((c.name, cells(c.values, n), missing));
+        let values = cells(c.values, n).map_err(|BadTexts(why)| {
+            Malformed(format!(
+                "output column '{}' is packed wrongly: {why}",
+                c.name.chars().take(64).collect::<String>()
+            ))
+        })?;
+        columns.push((c.name, values, missing));
     }
     let mut out = Vec::with_capacity(n);
     for (i, outcome) in answer.outcomes.into_iter().enumerate() {
@@ -297,6 +348,17 @@ impl LogSecrets for types::Batch {
                     .iter()
                     .flatten()
                     .for_each(|j| secrets.add_json(name, j, pii)),
+                // Packed by masq itself (`to_batch`), so well formed; checked all the same.
+                types::Values::PackedText(t) => {
+                    if let Ok(c) = packed::check(t, t.ends.len()) {
+                        c.values().flatten().for_each(|v| secrets.add_text(name, v, pii))
+                    }
+                }
+                types::Values::PackedJson(t) => {
+                    if let Ok(c) = packed::check(t, t.ends.len()) {
+                        c.values().flatten().for_each(|v| secrets.add_json(name, v, pii))
+                    }
+                }
                 types::Values::Mixed(l) => l.iter().for_each(|v| match v {
                     types::Value::Text(t) => secrets.add_text(name, t, pii),
                     types::Value::Json(j) => secrets.add_json(name, j, pii),
@@ -354,9 +416,14 @@ mod tests {
         assert_eq!(batch.source, "q");
         let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["ip", "n", "x"]);
+        // Strings are packed: the values' bytes back to back, where each ends, the nulls.
         assert_eq!(
             batch.columns[0].values,
-            types::Values::Text(vec![Some("1.2.3.4".into()), None])
+            types::Values::PackedText(types::Texts {
+                bytes: b"1.2.3.4".to_vec(),
+                ends: vec![7, 7],
+                nulls: vec![1],
+            })
         );
         assert_eq!(
             batch.columns[1].values,
@@ -416,6 +483,50 @@ mod tests {
                 ]),
             ]
         );
+    }
+
+    #[test]
+    fn a_packed_output_column_is_read_and_checked() {
+        let answer = |texts: types::Texts| types::Transformed {
+            outcomes: vec![types::Outcome::Keep; 2],
+            columns: vec![types::Column {
+                name: "masked_ip".into(),
+                values: types::Values::PackedText(texts),
+                missing: vec![],
+            }],
+        };
+        let rows_of = |texts| rows(answer(texts), 2);
+        let good = rows_of(types::Texts {
+            bytes: "tökx".as_bytes().to_vec(),
+            ends: vec![4, 5],
+            nulls: vec![],
+        })
+        .unwrap();
+        let field = |v: &str| {
+            Outcome::Keep(vec![Field {
+                name: "masked_ip".into(),
+                value: Value::Text(v.into()),
+            }])
+        };
+        assert_eq!(good, [field("tök"), field("x")]);
+        // An offset inside a character: the batch fails, naming the column, not the bytes.
+        let bad = rows_of(types::Texts {
+            bytes: "tökx".as_bytes().to_vec(),
+            ends: vec![2, 5],
+            nulls: vec![],
+        })
+        .unwrap_err();
+        assert_eq!(
+            bad.0,
+            "output column 'masked_ip' is packed wrongly: value 0 ends at 2, not between 0 and 5 on a character boundary"
+        );
+        let short = rows_of(types::Texts {
+            bytes: b"a".to_vec(),
+            ends: vec![1],
+            nulls: vec![],
+        })
+        .unwrap_err();
+        assert_eq!(short.0, "output column 'masked_ip' holds 1 values for 2 records");
     }
 
     #[test]

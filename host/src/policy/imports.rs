@@ -6,6 +6,7 @@
 use super::LogSecrets;
 use super::contract_v01::masq::policy::{log, pseudonym, seal, types};
 use super::contract_v02::masq::policy as v02;
+use super::packed::{self, BadTexts};
 use crate::keys::Pseudonymizer;
 use anyhow::bail;
 use std::sync::Arc;
@@ -171,6 +172,17 @@ impl v02::pseudonym::Host for Sandbox {
     fn pseudonymize_batch(&mut self, values: Vec<String>) -> Vec<String> {
         values.iter().map(|v| self.pseudonymizer.token(v)).collect()
     }
+
+    fn pseudonymize_packed(&mut self, values: v02::types::Texts) -> wasmtime::Result<v02::types::Texts> {
+        match packed::map(&values, |v| {
+            Ok::<_, std::convert::Infallible>(self.pseudonymizer.token(v))
+        }) {
+            Ok(Ok(tokens)) => Ok(tokens),
+            Err(BadTexts(why)) => wasmtime::bail!(
+                "masq:policy/pseudonym.pseudonymize-packed was given a column packed wrongly: {why}"
+            ),
+        }
+    }
 }
 
 impl v02::seal::Host for Sandbox {
@@ -186,6 +198,19 @@ impl v02::seal::Host for Sandbox {
             }
         }
         Ok(out)
+    }
+
+    fn seal_packed(&mut self, values: v02::types::Texts) -> wasmtime::Result<v02::types::Texts> {
+        match packed::map(&values, |v| self.pseudonymizer.seal(v).ok_or(())) {
+            Ok(Ok(tokens)) => Ok(tokens),
+            // As for 0.1's `seal`: refused at load, so this only backs that check up.
+            Ok(Err(())) => wasmtime::bail!(
+                "masq:policy/seal.seal-packed called without a key file (masq runs --unkeyed)"
+            ),
+            Err(BadTexts(why)) => wasmtime::bail!(
+                "masq:policy/seal.seal-packed was given a column packed wrongly: {why}"
+            ),
+        }
     }
 }
 

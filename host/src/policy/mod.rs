@@ -15,12 +15,12 @@
 /// to seal with; a policy importing it is refused at load then, so the trap only backs that
 /// check up.
 macro_rules! contract_bindings {
-    ($path:literal, $seal:literal) => {
+    ($path:literal, $($trappable:literal),+) => {
         wasmtime::component::bindgen!({
             path: $path,
             world: "policy-plugin",
             additional_derives: [PartialEq],
-            imports: { $seal: trappable },
+            imports: { $($trappable: trappable),+ },
         });
     };
 }
@@ -30,6 +30,7 @@ mod contract_v01;
 mod contract_v02;
 mod host;
 mod imports;
+mod packed;
 mod record;
 pub mod reload;
 mod runtime;

@@ -2,9 +2,11 @@
 //! `email`) into `masked_<field>` through the host's keyed pseudonyms, rejects records without
 //! it, and keeps every other field as it is. Copy this folder to start a policy of your own.
 //!
-//! A 0.2 batch arrives as columns: each field once, with one value per record. The policy
-//! answers one outcome per record and the kept rows as columns, and masks a whole column in
-//! one host call.
+//! A 0.2 batch arrives as columns: each field once, with one value per record; a column of
+//! strings comes packed (`texts`: the values' bytes back to back and where each ends). The
+//! policy answers one outcome per record and the kept rows as columns, passes the columns it
+//! does not change on as they came, and masks a whole packed column in one host call: no
+//! value crosses the sandbox on its own, which is what makes a batch cheap.
 
 wit_bindgen::generate!({
     path: "../../wit/v0.2",
@@ -15,7 +17,7 @@ wit_bindgen::generate!({
 
 use exports::masq::policy::policy::Guest;
 use masq::policy::types::{
-    Batch, Column, Config, Configured, Outcome, PolicyInfo, Setting, Transformed, Values,
+    Batch, Column, Config, Configured, Outcome, PolicyInfo, Setting, Texts, Transformed, Values,
 };
 use std::cell::RefCell;
 
@@ -69,7 +71,7 @@ impl Guest for Template {
     fn transform(batch: Batch) -> Transformed {
         FIELD.with(|f| {
             mask(&f.borrow(), batch, &mut |values| {
-                masq::policy::pseudonym::pseudonymize_batch(&values)
+                masq::policy::pseudonym::pseudonymize_packed(&values)
             })
         })
     }
@@ -79,7 +81,7 @@ impl Guest for Template {
 pub fn mask(
     field: &str,
     batch: Batch,
-    pseudonymize: &mut dyn FnMut(Vec<String>) -> Vec<String>,
+    pseudonymize: &mut dyn FnMut(Texts) -> Texts,
 ) -> Transformed {
     let n = batch.size as usize;
     let mut outcomes = vec![Outcome::Keep; n];
@@ -94,65 +96,44 @@ pub fn mask(
         for &i in &column.missing {
             outcomes[i as usize] = Outcome::Reject(format!("missing field(s): {field}"));
         }
-        // A column of strings is masked in one host call; anything else (numbers, null,
-        // a mix of kinds) is rejected record by record.
+        let not_a_string = || Outcome::Reject(format!("field '{field}' must be a string"));
+        // A column of strings (packed, as masq sends one) is masked whole in one host call,
+        // nulls staying null; anything else (numbers, a mix of kinds) record by record.
         let masked = match column.values {
-            Values::Text(values) => {
-                let mut raw = Vec::new();
-                let mut at = Vec::new();
-                for (i, value) in values.into_iter().enumerate() {
-                    match value {
-                        Some(v) => {
-                            raw.push(v);
-                            at.push(i);
-                        }
-                        None if column.missing.contains(&(i as u32)) => {}
-                        None => {
-                            outcomes[i] =
-                                Outcome::Reject(format!("field '{field}' must be a string"))
-                        }
+            Values::PackedText(texts) => {
+                for &i in &texts.nulls {
+                    if !column.missing.contains(&i) {
+                        outcomes[i as usize] = not_a_string();
                     }
                 }
-                let mut masked = vec![None; n];
-                for (i, token) in at.into_iter().zip(pseudonymize(raw)) {
-                    masked[i] = Some(token);
-                }
-                masked
+                pseudonymize(texts)
             }
             Values::Mixed(values) => {
-                let mut raw = Vec::new();
-                let mut at = Vec::new();
-                for (i, value) in values.into_iter().enumerate() {
-                    match value {
-                        masq::policy::types::Value::Text(v) => {
-                            raw.push(v);
-                            at.push(i);
-                        }
-                        _ if column.missing.contains(&(i as u32)) => {}
+                let mut strings = Vec::with_capacity(n);
+                for (i, value) in values.iter().enumerate() {
+                    strings.push(match value {
+                        masq::policy::types::Value::Text(v) => Some(v.as_str()),
+                        _ if column.missing.contains(&(i as u32)) => None,
                         _ => {
-                            outcomes[i] =
-                                Outcome::Reject(format!("field '{field}' must be a string"))
+                            outcomes[i] = not_a_string();
+                            None
                         }
-                    }
+                    });
                 }
-                let mut masked = vec![None; n];
-                for (i, token) in at.into_iter().zip(pseudonymize(raw)) {
-                    masked[i] = Some(token);
-                }
-                masked
+                pseudonymize(pack(strings))
             }
             _ => {
                 for (i, outcome) in outcomes.iter_mut().enumerate() {
                     if !column.missing.contains(&(i as u32)) {
-                        *outcome = Outcome::Reject(format!("field '{field}' must be a string"));
+                        *outcome = not_a_string();
                     }
                 }
-                vec![None; n]
+                pack(vec![None; n])
             }
         };
         columns.push(Column {
             name: format!("masked_{field}"),
-            values: Values::Text(masked),
+            values: Values::PackedText(masked),
             missing: column.missing,
         });
     }
@@ -160,6 +141,40 @@ pub fn mask(
         outcomes = vec![Outcome::Reject(format!("missing field(s): {field}")); n];
     }
     Transformed { outcomes, columns }
+}
+
+/// Packs one value per record (`None`: null) as a `texts` column.
+pub fn pack(values: Vec<Option<&str>>) -> Texts {
+    let mut texts = Texts {
+        bytes: Vec::new(),
+        ends: Vec::with_capacity(values.len()),
+        nulls: Vec::new(),
+    };
+    for (i, value) in values.into_iter().enumerate() {
+        match value {
+            Some(v) => texts.bytes.extend_from_slice(v.as_bytes()),
+            None => texts.nulls.push(i as u32),
+        }
+        texts.ends.push(texts.bytes.len() as u32);
+    }
+    texts
+}
+
+/// A packed column's values, `None` for a null. masq packs valid UTF-8; anything else traps,
+/// which fails the batch rather than writing a wrong value.
+pub fn unpack(texts: &Texts) -> Vec<Option<&str>> {
+    let mut start = 0;
+    texts
+        .ends
+        .iter()
+        .enumerate()
+        .map(|(i, &end)| {
+            let value = &texts.bytes[start..end as usize];
+            start = end as usize;
+            (!texts.nulls.contains(&(i as u32)))
+                .then(|| std::str::from_utf8(value).expect("masq packs UTF-8"))
+        })
+        .collect()
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -189,13 +204,18 @@ mod tests {
     fn text(name: &str, values: &[Option<&str>], missing: Vec<u32>) -> Column {
         Column {
             name: name.into(),
-            values: Values::Text(values.iter().map(|v| v.map(String::from)).collect()),
+            values: Values::PackedText(pack(values.to_vec())),
             missing,
         }
     }
 
-    fn tokens(values: Vec<String>) -> Vec<String> {
-        values.iter().map(|v| format!("tok({v})")).collect()
+    /// The host's `pseudonymize-packed`, with a readable stand-in token.
+    fn tokens(values: Texts) -> Texts {
+        let tokens: Vec<Option<String>> = unpack(&values)
+            .into_iter()
+            .map(|v| v.map(|v| format!("tok({v})")))
+            .collect();
+        pack(tokens.iter().map(|t| t.as_deref()).collect())
     }
 
     #[test]
@@ -216,10 +236,10 @@ mod tests {
             ]
         );
         assert_eq!(out.columns[0].name, "masked_email");
-        assert_eq!(
-            out.columns[0].values,
-            Values::Text(vec![Some("tok(a@b.c)".into()), None])
-        );
+        let Values::PackedText(masked) = &out.columns[0].values else {
+            panic!("{:?}", out.columns[0].values)
+        };
+        assert_eq!(unpack(masked), [Some("tok(a@b.c)"), None]);
         assert_eq!(out.columns[1].name, "plan");
     }
 
@@ -241,6 +261,27 @@ mod tests {
                 Outcome::Keep
             ]
         );
+    }
+
+    #[test]
+    fn a_null_is_rejected_and_the_others_masked() {
+        let b = batch(
+            vec![text("email", &[None, Some("x@y.z"), None], vec![2])],
+            3,
+        );
+        let out = mask("email", b, &mut tokens);
+        assert_eq!(
+            out.outcomes,
+            [
+                Outcome::Reject("field 'email' must be a string".into()),
+                Outcome::Keep,
+                Outcome::Reject("missing field(s): email".into())
+            ]
+        );
+        let Values::PackedText(masked) = &out.columns[0].values else {
+            panic!("{:?}", out.columns[0].values)
+        };
+        assert_eq!(unpack(masked), [None, Some("tok(x@y.z)"), None]);
     }
 
     #[test]

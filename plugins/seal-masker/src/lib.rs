@@ -6,6 +6,8 @@
 //! see it. The policy holds no key and keeps no state between calls.
 
 // The logic is sha256-masker's, not a copy of it: one fix reaches both policies.
+#[path = "../../sha256-masker/src/packed.rs"]
+mod packed;
 #[path = "../../sha256-masker/src/settings.rs"]
 mod settings;
 #[path = "../../sha256-masker/src/transform.rs"]
@@ -85,7 +87,7 @@ impl Guest for SealMasker {
     fn transform(batch: Batch) -> Transformed {
         SETTINGS.with(|s| {
             transform_batch(&s.borrow(), batch, &mut |values| {
-                masq::policy::seal::seal_batch(&values)
+                masq::policy::seal::seal_packed(&values)
             })
         })
     }

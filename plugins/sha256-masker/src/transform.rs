@@ -6,16 +6,18 @@
 //! Each record is judged as 0.1's one-record-at-a-time masker judged it, with the same
 //! reasons: the problems of a record are listed in the batch's column order.
 
-use crate::masq::policy::types::{Batch, Column, Outcome, Transformed, Value, Values};
+use crate::masq::policy::types::{Batch, Column, Outcome, Texts, Transformed, Value, Values};
+use crate::packed;
 use crate::settings::Settings;
 use crate::version;
 
 /// Masks a batch: one outcome per record, and the kept rows as columns. A rejected record
-/// lists every problem found, each naming its field.
+/// lists every problem found, each naming its field. `mask` masks a packed column (nulls
+/// stay null).
 pub fn transform_batch(
     settings: &Settings,
     batch: Batch,
-    mask: &mut dyn FnMut(Vec<String>) -> Vec<String>,
+    mask: &mut dyn FnMut(Texts) -> Texts,
 ) -> Transformed {
     let n = batch.size as usize;
     let mut reasons: Vec<Option<String>> = vec![None; n];
@@ -38,8 +40,49 @@ pub fn transform_batch(
             missing,
         } = column;
         let present = |i: usize| !skip[i] && missing.binary_search(&(i as u32)).is_err();
+        let not_null = settings.required.contains(&name) && !settings.nullable.contains(&name);
+        let target = settings
+            .mask
+            .iter()
+            .find(|(source, _)| *source == name)
+            .map(|(_, target)| target);
+        // A packed text column, as masq sends one, is passed on or masked whole: no value is
+        // unpacked. Only the version field reads its values one by one (below).
+        let values = match values {
+            Values::PackedText(texts) if settings.version_field.as_ref() != Some(&name) => {
+                if not_null {
+                    for &i in &texts.nulls {
+                        if present(i as usize) {
+                            problem(
+                                &mut reasons,
+                                i as usize,
+                                format!("field '{name}' is null and may not be"),
+                            );
+                        }
+                    }
+                }
+                if settings.date_field.as_ref() == Some(&name) {
+                    continue; // set below from the message's send time, never from the body
+                }
+                let (name, texts) = match target {
+                    // A column of nulls only costs no call.
+                    Some(target) if texts.nulls.len() < texts.ends.len() => {
+                        (target.clone(), mask(texts))
+                    }
+                    Some(target) => (target.clone(), texts),
+                    None => (name, texts),
+                };
+                out.push(Column {
+                    name,
+                    values: Values::PackedText(texts),
+                    missing,
+                });
+                continue;
+            }
+            other => other,
+        };
         let mut cells = into_cells(values, n);
-        if settings.required.contains(&name) && !settings.nullable.contains(&name) {
+        if not_null {
             for (i, cell) in cells.iter().enumerate() {
                 if present(i) && matches!(cell, Value::Null) {
                     problem(
@@ -53,7 +96,7 @@ pub fn transform_batch(
         if settings.date_field.as_ref() == Some(&name) {
             continue; // set below from the message's send time, never from the body
         }
-        if let Some((_, target)) = settings.mask.iter().find(|(source, _)| *source == name) {
+        if let Some(target) = target {
             // Every value of the column goes to the host in one call.
             let (mut raw, mut at) = (Vec::new(), Vec::new());
             for (i, cell) in cells.iter_mut().enumerate() {
@@ -79,7 +122,10 @@ pub fn transform_batch(
             let tokens = if raw.is_empty() {
                 Vec::new()
             } else {
-                mask(raw)
+                let tokens = mask(packed::pack(raw.iter().map(|r| Some(r.as_str()))));
+                packed::values(&tokens)
+                    .map(|t| t.unwrap_or_default().to_string())
+                    .collect()
             };
             let mut masked = vec![None; n];
             for (i, token) in at.into_iter().zip(tokens) {
@@ -128,15 +174,23 @@ pub fn transform_batch(
         });
     }
     if let Some(date_field) = &settings.date_field {
-        let dates = batch
-            .metadata
-            .iter()
-            .zip(&reasons)
-            .map(|(m, reason)| reason.is_none().then(|| utc_date(m.sent_timestamp_ms)))
-            .collect();
+        // Records of a batch mostly share a day: each day is formatted once.
+        let mut dates = packed::pack([]);
+        let mut day: Option<(u64, String)> = None;
+        for (i, (m, reason)) in batch.metadata.iter().zip(&reasons).enumerate() {
+            if reason.is_some() {
+                packed::push(&mut dates, i, None);
+                continue;
+            }
+            let today = m.sent_timestamp_ms / 86_400_000;
+            if day.as_ref().is_none_or(|(d, _)| *d != today) {
+                day = Some((today, utc_date(m.sent_timestamp_ms)));
+            }
+            packed::push(&mut dates, i, day.as_ref().map(|(_, text)| text.as_str()));
+        }
         out.push(Column {
             name: date_field.clone(),
-            values: Values::Text(dates),
+            values: Values::PackedText(dates),
             missing: Vec::new(),
         });
     }
@@ -190,8 +244,16 @@ pub fn into_cells(values: Values, n: usize) -> Vec<Value> {
         Values::Float(l) => each(l, Value::Float),
         Values::Text(l) => each(l, Value::Text),
         Values::Json(l) => each(l, Value::Json),
+        Values::PackedText(t) => unpack(&t, Value::Text),
+        Values::PackedJson(t) => unpack(&t, Value::Json),
         Values::Mixed(l) => l,
     }
+}
+
+fn unpack(texts: &Texts, f: impl Fn(String) -> Value) -> Vec<Value> {
+    packed::values(texts)
+        .map(|v| v.map_or(Value::Null, |v| f(v.to_string())))
+        .collect()
 }
 
 /// Cells back into a column, typed when every non-null value shares a kind.
@@ -288,7 +350,22 @@ mod tests {
         )
     }
 
+    /// The records as masq sends them: text and JSON columns packed.
     fn batch(records: &[Record]) -> Batch {
+        let mut batch = unpacked_batch(records);
+        for c in &mut batch.columns {
+            let packed = |l: &[Option<String>]| packed::pack(l.iter().map(|v| v.as_deref()));
+            c.values = match &c.values {
+                Values::Text(l) => Values::PackedText(packed(l)),
+                Values::Json(l) => Values::PackedJson(packed(l)),
+                other => other.clone(),
+            };
+        }
+        batch
+    }
+
+    /// The records with a string per text value, as a policy may also be handed them.
+    fn unpacked_batch(records: &[Record]) -> Batch {
         let n = records.len();
         let mut columns: Vec<(String, Vec<Option<Value>>)> = Vec::new();
         for (i, Record(fields)) in records.iter().enumerate() {
@@ -339,7 +416,7 @@ mod tests {
     ) -> Vec<Outcome> {
         let n = records.len();
         let out = transform_batch(settings, batch(records), &mut |values| {
-            values.iter().map(|v| mask(v)).collect()
+            packed::map(&values, |v| mask(v))
         });
         let mut columns: Vec<(String, Vec<Value>, Vec<u32>)> = out
             .columns
@@ -527,5 +604,26 @@ mod tests {
         assert_eq!(utc_date(1_669_852_799_999), "2022-11-30");
         assert_eq!(utc_date(1_669_852_800_000), "2022-12-01");
         assert_eq!(utc_date(4_102_444_800_000), "2100-01-01");
+    }
+
+    #[test]
+    fn text_columns_give_the_same_answer_packed_or_not() {
+        let records = [
+            login(Value::Text("2.3.0".into()), Value::Text("10.0.0.1".into()), Value::Null),
+            login(Value::Text("1.0.0".into()), Value::Null, Value::Text("en".into())),
+            record(&[("user_id", Value::Null), ("ip", Value::Integer(4))]),
+        ];
+        let mut mask = |values: Texts| packed::map(&values, fake_token);
+        let packed = transform_batch(&Settings::default(), batch(&records), &mut mask);
+        let unpacked = transform_batch(&Settings::default(), unpacked_batch(&records), &mut mask);
+        assert_eq!(packed.outcomes, unpacked.outcomes);
+        let n = records.len();
+        let cells = |t: Transformed| -> Vec<(String, Vec<Value>, Vec<u32>)> {
+            t.columns
+                .into_iter()
+                .map(|c| (c.name, into_cells(c.values, n), c.missing))
+                .collect()
+        };
+        assert_eq!(cells(packed), cells(unpacked));
     }
 }

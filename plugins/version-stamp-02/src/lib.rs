@@ -102,6 +102,21 @@ pub fn stamp(batch: Batch) -> Transformed {
         .find(|c| c.name == "user_id")
         .map(|c| c.values)
     {
+        // masq sends a column of strings packed: the values' bytes and where each ends.
+        Some(Values::PackedText(texts)) => {
+            let mut start = 0;
+            texts
+                .ends
+                .iter()
+                .enumerate()
+                .map(|(i, &end)| {
+                    let value = &texts.bytes[start..end as usize];
+                    start = end as usize;
+                    (!texts.nulls.contains(&(i as u32)))
+                        .then(|| String::from_utf8_lossy(value).into_owned())
+                })
+                .collect()
+        }
         Some(Values::Text(values)) => values,
         Some(Values::Mixed(values)) => values
             .into_iter()
