@@ -1,18 +1,23 @@
 """The masking of a batch, column by column, as the Rust sha256-masker's transform.rs does it.
 
-A 0.2 batch arrives as columns (each field once, one value per record), so the common case
-is a loop over plain Python lists; each masked column goes to the host in one call. The
-host's pseudonym import comes in as a function, so this runs outside the component too
-(with bindings from `componentize-py bindings`).
+A 0.2 batch arrives as columns (each field once, one value per record), and masq sends every
+text and JSON column packed (see `packed`). A packed column is passed on as it came, or
+masked whole with one `pseudonymize-packed` call, its nulls read from its list of nulls: it
+costs no Python work per value. Values are read one by one only where the rules need them:
+the version field (its values sliced from the packed bytes and parsed), a masked or version
+field holding JSON or values of mixed kinds, and the nulls of a required column of numbers,
+booleans or mixed kinds. The host's pseudonym import comes in as a function, so this runs
+outside the component too (with bindings from `componentize-py bindings`).
 """
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Set
 
 from wit_world.imports.types import (
     Batch,
     Column,
     Outcome_Keep,
     Outcome_Reject,
+    Texts,
     Transformed,
     Value,
     Value_Boolean,
@@ -27,10 +32,12 @@ from wit_world.imports.types import (
     Values_Json,
     Values_Mixed,
     Values_Null,
+    Values_PackedJson,
+    Values_PackedText,
     Values_Text,
 )
 
-from . import version
+from . import packed, version
 from .rust_text import float_display
 from .settings import Settings
 
@@ -66,15 +73,19 @@ def _cells(values, n: int) -> List[tuple]:
     return [(None, None) if v is None else (kind, v) for v in values.value]
 
 
+# One day in milliseconds: records sent on the same UTC day share a `create_date`.
+_DAY_MS = 86_400_000
+
+
 def transform_batch(
-    settings: Settings, batch: Batch, pseudonymize_batch: Callable[[List[str]], List[str]]
+    settings: Settings, batch: Batch, pseudonymize_packed: Callable[[Texts], Texts]
 ) -> Transformed:
     """One outcome per record and the kept rows as columns; a rejected record lists every
     problem found, each naming its field, in the batch's column order."""
     n = batch.size
     reasons: List[Optional[str]] = [None] * n
-    _missing_required(settings, batch.columns, reasons)
-    skip = [r is not None for r in reasons]
+    # A record without a required field is rejected for that alone, as 0.1 did.
+    skip = _missing_required(settings, batch.columns, reasons)
 
     def problem(i: int, text: str) -> None:
         r = reasons[i]
@@ -83,14 +94,54 @@ def transform_batch(
     mask_target = {}
     for source, target in settings.mask:
         mask_target.setdefault(source, target)  # the first pair for a source wins, as in Rust
+    not_null = set(settings.required).difference(settings.nullable)
+    version_field, date_field = settings.version_field, settings.date_field
 
     out: List[Column] = []
     for column in batch.columns:
         name, values, missing = column.name, column.values, column.missing
-        absent = set(missing)
-        present = [i for i in range(n) if not skip[i] and i not in absent] if (absent or any(skip)) else range(n)
+        kind = type(values)
+        target = mask_target.get(name)
+        # A packed column, as masq sends every text and JSON column, is passed on or masked
+        # whole without unpacking it, its nulls read from `nulls`; only the version field's
+        # values are read one by one. A JSON column to be masked or encoded is unpacked and
+        # judged value by value below, like any other kind.
+        if kind is Values_PackedText or (
+            kind is Values_PackedJson and target is None and name != version_field
+        ):
+            texts = values.value
+            if texts.nulls and name in not_null:
+                absent = skip.union(missing) if missing else skip
+                text = f"field '{name}' is null and may not be"
+                for i in texts.nulls:
+                    if i not in absent:
+                        problem(i, text)
+            if name == date_field:
+                continue  # set below from the message's send time, never from the body
+            if target is not None:
+                # One call masks the whole column; a column of nulls only needs none.
+                if len(texts.nulls) < len(texts.ends):
+                    values = Values_PackedText(pseudonymize_packed(texts))
+                out.append(Column(target, values, missing))
+            elif name == version_field:
+                raw = packed.slices(texts)
+                encoded, bad = version.encode_column(raw)
+                if bad:
+                    absent = skip.union(missing) if missing else skip
+                    for i, v in enumerate(raw):
+                        why = bad.get(v)
+                        if why is not None and i not in absent:
+                            problem(i, f"field '{name}': {why}")
+                out.append(Column(name, Values_Integer(encoded), missing))
+            else:
+                out.append(column)  # passed through as it came
+            continue
+        if kind is Values_PackedJson:
+            values = Values_Json(packed.unpack(values.value))
+        absent = skip.union(missing) if missing else skip
+        present = [i for i in range(n) if i not in absent] if absent else range(n)
         typed = _KIND.get(type(values))
-        if name in settings.required and name not in settings.nullable:
+        if name in not_null:
             if typed is not None:
                 plain = values.value
                 for i in present:
@@ -101,9 +152,9 @@ def transform_batch(
                 for i in present:
                     if cells[i][0] is None:
                         problem(i, f"field '{name}' is null and may not be")
-        if name == settings.date_field:
+        if name == date_field:
             continue  # set below from the message's send time, never from the body
-        if name in mask_target:
+        if target is not None:
             masked: List[Optional[str]] = [None] * n
             at: List[int] = []
             raw: List[str] = []
@@ -124,14 +175,15 @@ def transform_batch(
                     elif kind is not None:
                         problem(i, f"field '{name}' must be a string to be masked, got {describe(kind, v)}")
             if raw:
-                for i, token in zip(at, pseudonymize_batch(raw)):
+                # Every value of the column goes to the host in one call.
+                for i, token in zip(at, packed.unpack(pseudonymize_packed(packed.pack(raw)))):
                     masked[i] = token
-            out.append(Column(mask_target[name], Values_Text(masked), missing))
+            out.append(Column(target, Values_Text(masked), missing))
             continue
-        if name == settings.version_field:
-            encoded: List[Optional[int]] = [None] * n
-            cells = _cells(values, n)
+        if name == version_field:
             # A batch holds few distinct versions: each is encoded once.
+            encoded = [None] * n
+            cells = _cells(values, n)
             seen = {}
             for i in present:
                 kind, v = cells[i]
@@ -153,34 +205,55 @@ def transform_batch(
             out.append(Column(name, Values_Integer(encoded), missing))
             continue
         out.append(Column(name, values, missing))  # passed through as it came
-    if settings.date_field is not None:
-        # Records of a batch mostly share a day: each day is formatted once.
-        days = {}
-        dates: List[Optional[str]] = [None] * n
-        for i, m in enumerate(batch.metadata):
-            if reasons[i] is None:
-                day = m.sent_timestamp_ms // 86_400_000
-                text = days.get(day)
-                if text is None:
-                    text = days[day] = utc_date(m.sent_timestamp_ms)
-                dates[i] = text
-        out.append(Column(settings.date_field, Values_Text(dates), []))
+    rejected = any(reasons)
+    if date_field is not None:
+        out.append(Column(date_field, Values_PackedText(_dates(batch, reasons if rejected else None)), []))
+    if not rejected:
+        return Transformed([KEEP] * n, out)
     return Transformed([KEEP if r is None else Outcome_Reject(r) for r in reasons], out)
 
 
-def _missing_required(settings: Settings, columns: List[Column], reasons: List[Optional[str]]) -> None:
-    """Rejects every record that lacks a required field, naming them all in settings order."""
+def _dates(batch: Batch, reasons: Optional[List[Optional[str]]]) -> Texts:
+    """The date column, packed: the UTC day each kept record was sent, null for a rejected
+    one (`reasons` None when none is)."""
+    stamps = [m.sent_timestamp_ms for m in batch.metadata]
+    if not stamps:
+        return Texts(b"", [], [])
+    first = min(stamps)
+    if reasons is None and first // _DAY_MS == max(stamps) // _DAY_MS:
+        return packed.repeat(utc_date(first), len(stamps))  # the usual batch: one day, all kept
+    # Records of a batch mostly share a day: each day is formatted once.
+    days = {}
+    dates: List[Optional[str]] = []
+    for i, ms in enumerate(stamps):
+        if reasons is not None and reasons[i] is not None:
+            dates.append(None)
+            continue
+        day = ms // _DAY_MS
+        text = days.get(day)
+        if text is None:
+            text = days[day] = utc_date(ms)
+        dates.append(text)
+    return packed.pack(dates)
+
+
+def _missing_required(settings: Settings, columns: List[Column], reasons: List[Optional[str]]) -> Set[int]:
+    """Rejects every record that lacks a required field, naming them all in settings order;
+    returns the records it rejected."""
     by_name = {}
     for column in columns:
         by_name.setdefault(column.name, column)
     found = [by_name.get(name) for name in settings.required]
     if all(c is not None and not c.missing for c in found):
-        return  # the usual batch: every record has every required field
+        return set()  # the usual batch: every record has every required field
     missing_sets = [None if c is None else set(c.missing) for c in found]
+    rejected = set()
     for i in range(len(reasons)):
         lacking = [name for name, m in zip(settings.required, missing_sets) if m is None or i in m]
         if lacking:
             reasons[i] = f"missing field(s): {', '.join(lacking)}"
+            rejected.add(i)
+    return rejected
 
 
 def describe(kind: Optional[str], value) -> str:

@@ -4,6 +4,8 @@
 and MAJOR below 2147 keep the result inside PostgreSQL's `integer`.
 """
 
+from typing import Dict, List, Optional, Tuple
+
 
 class VersionError(ValueError):
     """Why a version string cannot be encoded; the text goes into the reject reason."""
@@ -33,3 +35,42 @@ def encode(version: str) -> int:
             "(major < 2147, minor and patch < 1000)"
         )
     return major * 1_000_000 + minor * 1_000 + patch
+
+
+# The parts most versions are made of, b"0" to b"99" (no leading zero), and their numbers:
+# looking a part up is cheaper than checking its digits and parsing it. A version with any
+# other part (100 or more, a leading zero, anything but ASCII digits) goes through `encode`.
+_PART = {str(number).encode(): number for number in range(100)}
+
+
+def encode_column(versions: List[Optional[bytes]]) -> Tuple[List[Optional[int]], Dict[bytes, str]]:
+    """Encodes a column of version strings given as their UTF-8 bytes (None stays None): the
+    numbers, None where a version cannot be encoded, and why not, by value, as `encode`
+    words it."""
+    out: List[Optional[int]] = []
+    add = out.append
+    part = _PART.get
+    errors: Dict[bytes, str] = {}
+    for v in versions:
+        if v is None:
+            add(None)
+            continue
+        parts = v.split(b".")
+        if len(parts) == 3:
+            major, minor, patch = parts
+            major, minor, patch = part(major), part(minor), part(patch)
+            if major is not None and minor is not None and patch is not None:
+                add(major * 1_000_000 + minor * 1_000 + patch)
+                continue
+        elif len(parts) == 2:
+            major, minor = parts
+            major, minor = part(major), part(minor)
+            if major is not None and minor is not None:
+                add(major * 1_000_000 + minor * 1_000)
+                continue
+        try:
+            add(encode(v.decode()))
+        except VersionError as why:
+            errors[v] = str(why)
+            add(None)
+    return out, errors
