@@ -2,9 +2,10 @@
 // Masks `ip` and `device_id` through the host's keyed SHA-256, encodes `app_version` as an
 // integer and dates each row by the message's own send time. Holds no key, keeps no state
 // between batches (masq gives every batch a fresh instance). Contract 0.2: the batch arrives
-// as columns, and each masked column goes to the host in one call.
+// as columns, strings packed; each masked column goes to the host whole in one
+// `pseudonymizePacked` call, without being unpacked.
 
-import { pseudonymizeBatch } from 'masq:policy/pseudonym@0.2.0';
+import { pseudonymizePacked } from 'masq:policy/pseudonym@0.2.0';
 import { DESCRIPTIONS, POLICY_NAME, SettingsError, parse, pii, writes } from './settings.js';
 import { transformBatch } from './transform.js';
 
@@ -45,6 +46,6 @@ export const policy = {
   },
 
   transform(batch) {
-    return transformBatch(settings, batch, pseudonymizeBatch);
+    return transformBatch(settings, batch, pseudonymizePacked);
   },
 };

@@ -1,13 +1,17 @@
 // The masking of a batch, column by column, as the Rust sha256-masker's transform.rs does
 // it. The host's pseudonym import comes in as a function, so this runs under Node too.
 //
-// A 0.2 batch arrives as columns: { name, values: { tag: 'text', val: [...] }, missing }, each
-// value of a typed column a plain string, number or BigInt, `undefined` (or null) for none; a
-// `mixed` column holds { tag, val } values. s64 and u64 are BigInt both ways, so integers
-// written back must be BigInt.
+// A 0.2 batch arrives as columns: { name, values: { tag, val }, missing }. Strings come packed
+// ({ tag: 'packed-text', val: { bytes, ends, nulls } }, see packed.js): such a column is
+// passed on as it came or masked whole in one `pseudonymizePacked` call, never unpacked; only
+// the version field and columns of other shapes are read value by value. A value of another
+// typed column is a plain number, boolean or BigInt, `undefined` (or null) for none; a `mixed`
+// column holds { tag, val } values. s64 and u64 are BigInt both ways, so integers written back
+// must be BigInt.
 
 import { encode, VersionError } from './version.js';
 import { floatDisplay } from './rust-text.js';
+import { pack, unpack } from './packed.js';
 
 const TYPED = new Set(['boolean', 'integer', 'float', 'text', 'json']);
 const KEEP = { tag: 'keep' };
@@ -15,6 +19,10 @@ const KEEP = { tag: 'keep' };
 /** [kind, value] per record; kind null for JSON null or a missing field. */
 function cells(values, n) {
   if (values.tag === 'null') return new Array(n).fill([null, null]);
+  if (values.tag === 'packed-text' || values.tag === 'packed-json') {
+    const kind = values.tag === 'packed-text' ? 'text' : 'json';
+    return unpack(values.val).map((v) => (v === undefined ? [null, null] : [kind, v]));
+  }
   if (values.tag === 'mixed') {
     return values.val.map((v) => (v.tag === 'null' ? [null, null] : [v.tag, v.val]));
   }
@@ -25,7 +33,7 @@ function cells(values, n) {
  * One outcome per record and the kept rows as columns; a rejected record lists every problem
  * found, each naming its field, in the batch's column order.
  */
-export function transformBatch(settings, batch, pseudonymizeBatch) {
+export function transformBatch(settings, batch, pseudonymizePacked) {
   const n = batch.size;
   const reasons = new Array(n).fill(null);
   missingRequired(settings, batch.columns, reasons);
@@ -42,10 +50,29 @@ export function transformBatch(settings, batch, pseudonymizeBatch) {
   const out = [];
   for (const { name, values, missing } of batch.columns) {
     const absent = new Set(missing);
+    const isPresent = (i) => !skip[i] && !absent.has(i);
+    const notNull = settings.required.includes(name) && !settings.nullable.includes(name);
+    // A packed text column, as masq sends one, is passed on or masked whole: no value is
+    // unpacked. Only the version field reads its values one by one (below).
+    if (values.tag === 'packed-text' && name !== settings.versionField) {
+      const texts = values.val;
+      if (notNull) {
+        for (const i of texts.nulls) if (isPresent(i)) problem(i, `field '${name}' is null and may not be`);
+      }
+      if (name === settings.dateField) continue; // set below from the message's send time
+      if (maskTarget.has(name)) {
+        // A column of nulls only costs no call.
+        const masked = texts.nulls.length < texts.ends.length ? pseudonymizePacked(texts) : texts;
+        out.push({ name: maskTarget.get(name), values: { tag: 'packed-text', val: masked }, missing });
+      } else {
+        out.push({ name, values, missing }); // passed on as it came
+      }
+      continue;
+    }
     const present = [];
-    for (let i = 0; i < n; i++) if (!skip[i] && !absent.has(i)) present.push(i);
+    for (let i = 0; i < n; i++) if (isPresent(i)) present.push(i);
     const typed = TYPED.has(values.tag);
-    if (settings.required.includes(name) && !settings.nullable.includes(name)) {
+    if (notNull) {
       if (typed) {
         for (const i of present) if (values.val[i] == null) problem(i, `field '${name}' is null and may not be`);
       } else {
@@ -81,7 +108,7 @@ export function transformBatch(settings, batch, pseudonymizeBatch) {
       }
       const masked = new Array(n).fill(undefined);
       if (raw.length > 0) {
-        const tokens = pseudonymizeBatch(raw);
+        const tokens = unpack(pseudonymizePacked(pack(raw)));
         for (let k = 0; k < at.length; k++) masked[at[k]] = tokens[k];
       }
       out.push({ name: maskTarget.get(name), values: { tag: 'text', val: masked }, missing });
