@@ -406,7 +406,7 @@ async fn forbidden_imports_and_a_trapping_describe_are_refused_at_load() {
         "{report}"
     );
     assert!(
-        report.contains("imports:     masq:policy/pseudonym@0.2.0, masq:policy/types@0.2.0"),
+        report.contains("imports:     masq:policy/types@0.2.0, masq:policy/pseudonym@0.2.0"),
         "{report}"
     );
     assert!(report.contains("pii:         ip, device_id\n"), "{report}");

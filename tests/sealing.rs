@@ -405,7 +405,7 @@ async fn a_sealing_policy_is_refused_unkeyed() {
     );
     assert!(report.starts_with("ok: seal-masker 0.1.0"), "{report}");
     assert!(
-        report.contains("imports:     masq:policy/seal@0.2.0, masq:policy/types@0.2.0"),
+        report.contains("imports:     masq:policy/types@0.2.0, masq:policy/seal@0.2.0"),
         "{report}"
     );
 }
