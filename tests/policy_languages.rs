@@ -248,7 +248,10 @@ fn unpack(t: &Texts) -> impl Iterator<Item = Option<String>> + '_ {
     );
     t.ends.iter().enumerate().map(move |(i, &end)| {
         let end = end as usize;
-        assert!(start <= end && end <= t.bytes.len(), "value {i} ends at {end}");
+        assert!(
+            start <= end && end <= t.bytes.len(),
+            "value {i} ends at {end}"
+        );
         let value = String::from_utf8(t.bytes[start..end].to_vec()).expect("UTF-8");
         start = end;
         if t.nulls.contains(&(i as u32)) {

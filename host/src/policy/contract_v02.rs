@@ -351,12 +351,16 @@ impl LogSecrets for types::Batch {
                 // Packed by masq itself (`to_batch`), so well formed; checked all the same.
                 types::Values::PackedText(t) => {
                     if let Ok(c) = packed::check(t, t.ends.len()) {
-                        c.values().flatten().for_each(|v| secrets.add_text(name, v, pii))
+                        c.values()
+                            .flatten()
+                            .for_each(|v| secrets.add_text(name, v, pii))
                     }
                 }
                 types::Values::PackedJson(t) => {
                     if let Ok(c) = packed::check(t, t.ends.len()) {
-                        c.values().flatten().for_each(|v| secrets.add_json(name, v, pii))
+                        c.values()
+                            .flatten()
+                            .for_each(|v| secrets.add_json(name, v, pii))
                     }
                 }
                 types::Values::Mixed(l) => l.iter().for_each(|v| match v {
@@ -526,7 +530,10 @@ mod tests {
             nulls: vec![],
         })
         .unwrap_err();
-        assert_eq!(short.0, "output column 'masked_ip' holds 1 values for 2 records");
+        assert_eq!(
+            short.0,
+            "output column 'masked_ip' holds 1 values for 2 records"
+        );
     }
 
     #[test]

@@ -173,8 +173,11 @@ impl v02::pseudonym::Host for Sandbox {
         values.iter().map(|v| self.pseudonymizer.token(v)).collect()
     }
 
-    fn pseudonymize_packed(&mut self, values: v02::types::Texts) -> wasmtime::Result<v02::types::Texts> {
-        match packed::map(&values, |v| {
+    fn pseudonymize_packed(
+        &mut self,
+        values: v02::types::Texts,
+    ) -> wasmtime::Result<v02::types::Texts> {
+        match packed::map(&values, self.memory_limit, |v| {
             Ok::<_, std::convert::Infallible>(self.pseudonymizer.token(v))
         }) {
             Ok(Ok(tokens)) => Ok(tokens),
@@ -201,7 +204,9 @@ impl v02::seal::Host for Sandbox {
     }
 
     fn seal_packed(&mut self, values: v02::types::Texts) -> wasmtime::Result<v02::types::Texts> {
-        match packed::map(&values, |v| self.pseudonymizer.seal(v).ok_or(())) {
+        match packed::map(&values, self.memory_limit, |v| {
+            self.pseudonymizer.seal(v).ok_or(())
+        }) {
             Ok(Ok(tokens)) => Ok(tokens),
             // As for 0.1's `seal`: refused at load, so this only backs that check up.
             Ok(Err(())) => wasmtime::bail!(

@@ -71,7 +71,11 @@ pub fn check(texts: &Texts, n: usize) -> Result<Checked<'_>, BadTexts> {
                 "null index {i} out of order or not below {n}"
             )));
         }
-        let begin = if i == 0 { 0 } else { texts.ends[i as usize - 1] };
+        let begin = if i == 0 {
+            0
+        } else {
+            texts.ends[i as usize - 1]
+        };
         if texts.ends[i as usize] != begin {
             return Err(BadTexts(format!("value {i} is null but not empty")));
         }
@@ -103,9 +107,12 @@ impl<'a> Checked<'a> {
 }
 
 /// Each value of a packed column masked by `token`, nulls kept: what `pseudonymize-packed`
-/// and `seal-packed` answer.
+/// and `seal-packed` answer. The tokens must fit in `limit` bytes (the policy's memory, where
+/// they go): a column of millions of empty values would otherwise make the host allocate
+/// gigabytes for an answer the policy cannot even receive.
 pub fn map<E>(
     texts: &Texts,
+    limit: usize,
     mut token: impl FnMut(&str) -> Result<String, E>,
 ) -> Result<Result<Texts, E>, BadTexts> {
     let checked = check(texts, texts.ends.len())?;
@@ -119,6 +126,13 @@ pub fn map<E>(
             match token(v) {
                 Ok(t) => out.bytes.extend_from_slice(t.as_bytes()),
                 Err(e) => return Ok(Err(e)),
+            }
+            if out.bytes.len() > limit {
+                return Err(BadTexts(format!(
+                    "its {} values' tokens take more than the policy's {limit} bytes of memory; mask the \
+                     column in smaller parts",
+                    texts.ends.len()
+                )));
             }
         }
         match u32::try_from(out.bytes.len()) {
@@ -171,7 +185,10 @@ mod tests {
             bad(texts("ü", &[1, 2], &[]), 2),
             "value 0 ends at 1, not between 0 and 2 on a character boundary"
         );
-        assert_eq!(bad(texts("abc", &[1, 2], &[]), 2), "1 bytes after the last value");
+        assert_eq!(
+            bad(texts("abc", &[1, 2], &[]), 2),
+            "1 bytes after the last value"
+        );
         assert_eq!(
             bad(texts("ab", &[1, 2], &[1]), 2),
             "value 1 is null but not empty"
@@ -195,11 +212,27 @@ mod tests {
     #[test]
     fn masking_a_packed_column_keeps_nulls_and_order() {
         let packed = pack([Some("x"), None, Some("yz")].into_iter()).unwrap();
-        let masked = map(&packed, |v| Ok::<_, ()>(format!("<{v}>")))
+        let masked = map(&packed, 1 << 20, |v| Ok::<_, ()>(format!("<{v}>")))
             .unwrap()
             .unwrap();
         let read: Vec<_> = check(&masked, 3).unwrap().values().collect();
         assert_eq!(read, [Some("<x>"), None, Some("<yz>")]);
-        assert_eq!(map(&packed, |_| Err::<String, _>("no key")).unwrap(), Err("no key"));
+        assert_eq!(
+            map(&packed, 1 << 20, |_| Err::<String, _>("no key")).unwrap(),
+            Err("no key")
+        );
+        let many = pack(std::iter::repeat_n(Some(""), 1000)).unwrap();
+        assert_eq!(
+            map(&many, 4096, |v| Ok::<_, ()>(format!(
+                "{v}{}",
+                "t".repeat(64)
+            )))
+            .unwrap_err(),
+            BadTexts(
+                "its 1000 values' tokens take more than the policy's 4096 bytes of memory; \
+                 mask the column in smaller parts"
+                    .into()
+            )
+        );
     }
 }
