@@ -129,46 +129,24 @@ async fn a_policy_writes_an_attribute_into_a_column() {
     ] {
         let seeded = env
             .masq(&[
-                "seed",
-                "--queue-url",
-                queue,
-                "--file",
-                &file,
-                "--message-attribute",
-                "tenant=acme",
+                "seed", "--queue-url", queue, "--file", &file, "--message-attribute", "tenant=acme",
             ])
             .await;
-        assert!(
-            seeded.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seeded.stderr)
-        );
+        assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
         let config = format!("attribute={attribute}");
         let run = env
             .masq(&[
-                "run",
-                "--drain",
-                "--queue-url",
-                queue,
-                "--table",
-                &table,
-                "--plugin",
-                plugin.to_str().unwrap(),
-                "--key-file",
-                &key,
-                "--policy-config",
-                &config,
+                "run", "--drain", "--queue-url", queue, "--table", &table, "--plugin",
+                plugin.to_str().unwrap(), "--key-file", &key, "--policy-config", &config,
             ])
             .await;
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         let values: Vec<(String, Option<String>)> = env
             .db
             .query(
-                &format!("DELETE FROM {table} RETURNING user_id, attribute_value"),
+                &format!(
+                    "DELETE FROM {table} RETURNING user_id, attribute_value"
+                ),
                 &[],
             )
             .await

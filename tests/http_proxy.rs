@@ -141,12 +141,6 @@ async fn every_sqs_call_goes_through_the_proxy_from_the_environment() {
     // queue check at start, the depth in the summary) as forwarded requests.
     let tunnels = proxy.tunnels.load(Ordering::Relaxed);
     let forwarded = proxy.forwarded.load(Ordering::Relaxed);
-    assert!(
-        tunnels >= 1,
-        "no tunnel: masq's SQS client went around the proxy"
-    );
-    assert!(
-        forwarded >= 1,
-        "no forwarded request: the SDK went around the proxy"
-    );
+    assert!(tunnels >= 1, "no tunnel: masq's SQS client went around the proxy");
+    assert!(forwarded >= 1, "no forwarded request: the SDK went around the proxy");
 }

@@ -23,10 +23,7 @@ impl PrivateDatabase {
         db.batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
-        let base = admin
-            .rsplit_once('/')
-            .expect("a database URL ends in /NAME")
-            .0;
+        let base = admin.rsplit_once('/').expect("a database URL ends in /NAME").0;
         PrivateDatabase {
             url: format!("{base}/{name}"),
             name,
@@ -137,12 +134,11 @@ fn leaks<'a>(text: &str, secrets: &'a BTreeSet<String>) -> Vec<&'a str> {
 async fn no_ip_or_device_id_reaches_the_database_or_the_logs_and_key_holders_get_every_body() {
     let db = PrivateDatabase::create("pii").await;
     let env = TestEnv::new_in("pii", &db.url).await;
-    let mut bodies: Vec<String> =
-        std::fs::read_to_string(fixture("fetch-login-queue/messages.jsonl"))
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect();
+    let mut bodies: Vec<String> = std::fs::read_to_string(fixture("fetch-login-queue/messages.jsonl"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     let bad = bad_messages();
     bodies.extend(bad.iter().cloned());
     let secrets = secrets(&bodies);
@@ -157,14 +153,8 @@ async fn no_ip_or_device_id_reaches_the_database_or_the_logs_and_key_holders_get
     let key = env.key_file.display().to_string();
     let run = env
         .command(&[
-            "run",
-            "--drain",
-            "--plugin",
-            policy.to_str().unwrap(),
-            "--key-file",
-            &key,
-            "--batch-size",
-            "50",
+            "run", "--drain", "--plugin", policy.to_str().unwrap(), "--key-file", &key,
+            "--batch-size", "50",
         ])
         .env("MASQ_LOG", EVERY_LEVEL)
         .output()
@@ -194,28 +184,14 @@ async fn no_ip_or_device_id_reaches_the_database_or_the_logs_and_key_holders_get
     );
 
     let dump = db.dump();
-    assert!(
-        dump.contains("masq.dead_letters"),
-        "the dump covers masq's tables"
-    );
+    assert!(dump.contains("masq.dead_letters"), "the dump covers masq's tables");
     assert_eq!(leaks(&dump, &secrets), Vec::<&str>::new(), "PII in pg_dump");
-    assert_eq!(
-        leaks(&run_log, &secrets),
-        Vec::<&str>::new(),
-        "PII in the log of masq run"
-    );
-    assert_eq!(
-        leaks(&list, &secrets),
-        Vec::<&str>::new(),
-        "PII in dead-letters list"
-    );
+    assert_eq!(leaks(&run_log, &secrets), Vec::<&str>::new(), "PII in the log of masq run");
+    assert_eq!(leaks(&list, &secrets), Vec::<&str>::new(), "PII in dead-letters list");
     assert!(list.contains("sealed("), "{list}");
 
     // Key holders: every body back, byte for byte.
-    let ids: Vec<String> = letters
-        .iter()
-        .map(|r| r.get::<_, i64>(0).to_string())
-        .collect();
+    let ids: Vec<String> = letters.iter().map(|r| r.get::<_, i64>(0).to_string()).collect();
     let mut show_args = vec!["dead-letters", "show"];
     show_args.extend(ids.iter().map(String::as_str));
     let mut with_key = show_args.clone();
@@ -237,10 +213,7 @@ async fn no_ip_or_device_id_reaches_the_database_or_the_logs_and_key_holders_get
     let mut dead_bodies: BTreeSet<String> = bad.iter().cloned().collect();
     dead_bodies.insert(r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#.to_string());
     assert_eq!(shown.len(), dead_bodies.len());
-    assert!(
-        shown == dead_bodies,
-        "the bodies shown are not the bodies sent"
-    );
+    assert!(shown == dead_bodies, "the bodies shown are not the bodies sent");
 
     // A key file without the sealing key, and one with its id but other bytes: both fail
     // naming the key id, and print no body.
@@ -276,12 +249,7 @@ async fn a_policy_that_copies_the_ip_into_its_reason_stores_and_logs_none_of_it(
     let key = env.key_file.display().to_string();
     let run = env
         .command(&[
-            "run",
-            "--drain",
-            "--plugin",
-            policy.to_str().unwrap(),
-            "--key-file",
-            &key,
+            "run", "--drain", "--plugin", policy.to_str().unwrap(), "--key-file", &key,
         ])
         .env("MASQ_LOG", EVERY_LEVEL)
         .output()
@@ -318,27 +286,15 @@ async fn clear_dead_letters_of_an_earlier_masq_are_sealed_in_place_once() {
         .unwrap();
     let list = env.masq(&["dead-letters", "list"]).await;
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        list.contains("CLEAR") && list.contains("dead-letters seal"),
-        "{list}"
-    );
+    assert!(list.contains("CLEAR") && list.contains("dead-letters seal"), "{list}");
     let init = env.masq(&["db", "init"]).await;
     let init = String::from_utf8_lossy(&init.stdout);
-    assert!(
-        init.contains("hold their body in clear: seal them"),
-        "{init}"
-    );
+    assert!(init.contains("hold their body in clear: seal them"), "{init}");
 
     let key = env.key_file.display().to_string();
     let seal = async || {
-        let out = env
-            .masq(&["dead-letters", "seal", "--key-file", &key])
-            .await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = env.masq(&["dead-letters", "seal", "--key-file", &key]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(seal().await.contains("sealed 1 dead letter(s)"));
@@ -347,28 +303,15 @@ async fn clear_dead_letters_of_an_earlier_masq_are_sealed_in_place_once() {
         .count("masq.dead_letters WHERE target_table = '$table' AND body IS NOT NULL")
         .await;
     assert_eq!(clear, 0);
-    assert_eq!(
-        env.dead_letters().await[0].0,
-        body,
-        "it opens to the same body"
-    );
+    assert_eq!(env.dead_letters().await[0].0, body, "it opens to the same body");
 
     // And replay sends it through the policy from its sealed body.
     let policy = plugin("sha256-masker");
     let out = env
-        .masq(&[
-            "replay",
-            "--plugin",
-            policy.to_str().unwrap(),
-            "--key-file",
-            &key,
-        ])
+        .masq(&["replay", "--plugin", policy.to_str().unwrap(), "--key-file", &key])
         .await;
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        report.contains("written 0, dropped 0, still dead 1"),
-        "{report}"
-    );
+    assert!(report.contains("written 0, dropped 0, still dead 1"), "{report}");
 }
 
 #[tokio::test]
@@ -376,28 +319,13 @@ async fn without_a_key_file_dead_letters_keep_only_their_shape() {
     let env = TestEnv::new("shape").await;
     let body = login("s-1", "10.201.0.1", "555-01-0001", "2.x", Some("DE"));
     env.send(std::slice::from_ref(&body)).await;
-    let run = env
-        .command(&[
-            "run",
-            "--drain",
-            "--unkeyed",
-            "--plugin",
-            plugin("sha256-masker").to_str().unwrap(),
-        ])
-        .output()
-        .await
-        .unwrap();
+    let run = env.command(&["run", "--drain", "--unkeyed", "--plugin",
+        plugin("sha256-masker").to_str().unwrap()]).output().await.unwrap();
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{log}");
-    assert!(
-        log.contains("run with --key-file to keep them recoverable"),
-        "{log}"
-    );
+    assert!(log.contains("run with --key-file to keep them recoverable"), "{log}");
     let (shape, reason, _) = env.dead_letters().await.remove(0);
-    assert!(
-        !shape.contains("10.201.0.1") && !shape.contains("555-01-0001"),
-        "{shape}"
-    );
+    assert!(!shape.contains("10.201.0.1") && !shape.contains("555-01-0001"), "{shape}");
     let shape: serde_json::Value = serde_json::from_str(&shape).unwrap();
     assert_eq!(shape["length"], body.len());
     assert_eq!(
@@ -406,33 +334,15 @@ async fn without_a_key_file_dead_letters_keep_only_their_shape() {
     );
     let members = shape["members"].as_array().unwrap();
     assert_eq!(members.len(), 6);
-    assert!(
-        members.contains(&serde_json::json!(["app_version", "string"])),
-        "{members:?}"
-    );
-    assert!(
-        members.contains(&serde_json::json!(["ip", "string"])),
-        "{members:?}"
-    );
+    assert!(members.contains(&serde_json::json!(["app_version", "string"])), "{members:?}");
+    assert!(members.contains(&serde_json::json!(["ip", "string"])), "{members:?}");
     assert!(reason.contains("app_version"), "{reason}");
     // Nothing to replay: said, and the letter stays.
     let out = env
-        .masq(&[
-            "replay",
-            "--unkeyed",
-            "--plugin",
-            plugin("sha256-masker").to_str().unwrap(),
-        ])
+        .masq(&["replay", "--unkeyed", "--plugin", plugin("sha256-masker").to_str().unwrap()])
         .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        report.contains("1 dead letter(s) hold only their body's shape"),
-        "{report}"
-    );
+    assert!(report.contains("1 dead letter(s) hold only their body's shape"), "{report}");
     assert_eq!(env.dead_letters().await.len(), 1);
 }

@@ -62,9 +62,9 @@ fn async_threads(command: &Command) -> Option<usize> {
         return None;
     }
     match command {
-        Command::Run(_) | Command::Replay(_) => {
-            Some(std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)))
-        }
+        Command::Run(_) | Command::Replay(_) => Some(
+            std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+        ),
         _ => None,
     }
 }

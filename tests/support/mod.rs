@@ -170,9 +170,7 @@ pub fn open_body(
             .expect("a sealed dead letter opens with the key that sealed it");
         return String::from_utf8(plain).expect("a sealed body is text");
     }
-    clear
-        .or(shape)
-        .expect("a dead letter has a body, sealed or in clear, or its shape")
+    clear.or(shape).expect("a dead letter has a body, sealed or in clear, or its shape")
 }
 
 pub fn write_key_file(path: &Path, key_id: &str, key: &[u8]) {

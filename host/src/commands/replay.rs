@@ -54,9 +54,7 @@ pub async fn run(config: ReplayConfig) -> anyhow::Result<ExitCode> {
         c(&counters.duplicates),
     );
     if shape_only > 0 {
-        println!(
-            "{shape_only} dead letter(s) hold only their body's shape (stored without a key file): not replayable"
-        );
+        println!("{shape_only} dead letter(s) hold only their body's shape (stored without a key file): not replayable");
     }
     Ok(exit_code(&counters))
 }

@@ -75,10 +75,7 @@ mod tests {
     #[test]
     fn keyed_bodies_are_sealed_and_open_only_for_their_message() {
         let ring = KeyRing::ephemeral().unwrap();
-        let bodies = LetterBodies::new(
-            Arc::new(Keys::new(Pseudonymizer::Keyed(ring.clone()))),
-            true,
-        );
+        let bodies = LetterBodies::new(Arc::new(Keys::new(Pseudonymizer::Keyed(ring.clone()))), true);
         let StoredBody::Sealed(letter) = bodies.store(BODY, "m-1") else {
             panic!("a keyed sink must seal, even when plaintext is asked for");
         };
@@ -95,27 +92,17 @@ mod tests {
             panic!("unkeyed without plaintext must store the shape");
         };
         let text = shape.to_string();
-        assert!(
-            !text.contains("10.0.0.1") && !text.contains("d-1234"),
-            "{text}"
-        );
+        assert!(!text.contains("10.0.0.1") && !text.contains("d-1234"), "{text}");
         assert_eq!(shape["length"], BODY.len());
         assert_eq!(
             shape["members"],
-            serde_json::json!([
-                ["user_id", "string"],
-                ["ip", "string"],
-                ["device_id", "string"]
-            ])
+            serde_json::json!([["user_id", "string"], ["ip", "string"], ["device_id", "string"]])
         );
     }
 
     #[test]
     fn plaintext_is_stored_in_clear_only_when_asked() {
         let bodies = LetterBodies::new(Arc::new(Keys::new(Pseudonymizer::Unkeyed)), true);
-        assert_eq!(
-            bodies.store(BODY, "m-1"),
-            StoredBody::Clear(BODY.to_string())
-        );
+        assert_eq!(bodies.store(BODY, "m-1"), StoredBody::Clear(BODY.to_string()));
     }
 }

@@ -5,9 +5,9 @@
 //! each row under a savepoint, and becomes a dead letter; the rest is written.
 
 use super::WriteReport;
+use super::letter_body::{LetterBodies, StoredBody};
 use super::ledger::claim::{self, Entries, Owner};
 use super::ledger::key::{LedgerId, Outcome, Uuid};
-use super::letter_body::{LetterBodies, StoredBody};
 use super::schema::{Row, TableSchema};
 use super::sql::{self, ErrorClass, storable};
 use crate::pipeline::batch::{Item, Provenance, Stage};
@@ -422,9 +422,7 @@ impl Letter<'_> {
         // Sealed bytes are exact (bytea); only a clear body needs its NUL characters escaped.
         let (mut clear, mut sealed, mut key_id, mut shape) = (None, None, None, None);
         match self.bodies.store(&m.body, self.id) {
-            StoredBody::Sealed(letter) => {
-                (sealed, key_id) = (Some(letter.bytes), Some(letter.key_id))
-            }
+            StoredBody::Sealed(letter) => (sealed, key_id) = (Some(letter.bytes), Some(letter.key_id)),
             StoredBody::Shape(s) => shape = Some(s.to_string()),
             StoredBody::Clear(body) => clear = Some(storable(&body).into_owned()),
         }

@@ -251,9 +251,5 @@ impl Sender {
 /// The data type SQS and SNS expect for an attribute: the Extended Client's payload size is a
 /// number, everything else masq sends is a string.
 fn data_type(name: &str) -> &'static str {
-    if name == "ExtendedPayloadSize" {
-        "Number"
-    } else {
-        "String"
-    }
+    if name == "ExtendedPayloadSize" { "Number" } else { "String" }
 }

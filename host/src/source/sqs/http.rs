@@ -12,8 +12,8 @@
 //! Failures come back as `CallError`s that say what SQS answered; `SqsSource` turns them into
 //! sentences naming the queue and what to check.
 
-use super::dial::Dial;
 use super::sigv4::Signer;
+use super::dial::Dial;
 use anyhow::{Context, anyhow};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -60,10 +60,7 @@ impl std::fmt::Display for CallError {
 }
 
 fn innermost(e: &anyhow::Error) -> String {
-    e.chain()
-        .last()
-        .map(ToString::to_string)
-        .unwrap_or_default()
+    e.chain().last().map(ToString::to_string).unwrap_or_default()
 }
 
 /// A signed JSON client for one region and endpoint.
@@ -80,10 +77,7 @@ pub struct SqsHttp {
 impl SqsHttp {
     /// A client for the endpoint the SDK would use: `AWS_ENDPOINT_URL_SQS`, then the configured
     /// endpoint (`AWS_ENDPOINT_URL`), then `https://sqs.<region>.amazonaws.com`.
-    pub fn new(
-        config: &aws_config::SdkConfig,
-        connect_timeout: Duration,
-    ) -> anyhow::Result<SqsHttp> {
+    pub fn new(config: &aws_config::SdkConfig, connect_timeout: Duration) -> anyhow::Result<SqsHttp> {
         let region = config
             .region()
             .context("no AWS region: set AWS_REGION")?
@@ -197,10 +191,7 @@ impl SqsHttp {
         input: &I,
     ) -> Result<O, CallError> {
         let body = serde_json::to_vec(input).expect("request types serialize");
-        let request = self
-            .signed(action, body)
-            .await
-            .map_err(CallError::Transport)?;
+        let request = self.signed(action, body).await.map_err(CallError::Transport)?;
         let response = self
             .client
             .request(request)
@@ -220,20 +211,14 @@ impl SqsHttp {
             .to_bytes();
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
-                CallError::Transport(anyhow!(
-                    "SQS answered {action} with JSON masq cannot read: {e}"
-                ))
+                CallError::Transport(anyhow!("SQS answered {action} with JSON masq cannot read: {e}"))
             });
         }
         Err(service_error(status, query_error.as_deref(), &bytes))
     }
 
     /// The request with SigV4 headers (date, authorization, and the session token if any).
-    async fn signed(
-        &self,
-        action: &str,
-        body: Vec<u8>,
-    ) -> anyhow::Result<http::Request<Full<Bytes>>> {
+    async fn signed(&self, action: &str, body: Vec<u8>) -> anyhow::Result<http::Request<Full<Bytes>>> {
         let credentials = self.credentials().await?;
         let target = format!("AmazonSQS.{action}");
         // Sorted by name, as the signature wants them.
@@ -272,13 +257,7 @@ impl SqsHttp {
             c.expiry()
                 .is_none_or(|at| at > SystemTime::now() + CREDENTIALS_MARGIN)
         };
-        if let Some(c) = self
-            .cached
-            .lock()
-            .expect("not poisoned")
-            .as_ref()
-            .filter(|c| fresh(c))
-        {
+        if let Some(c) = self.cached.lock().expect("not poisoned").as_ref().filter(|c| fresh(c)) {
             return Ok(c.clone());
         }
         let c = self
@@ -449,18 +428,9 @@ mod tests {
         assert_eq!(m.receipt_handle.as_deref(), Some("r1"));
         assert_eq!(m.body.as_deref(), Some("{\"a\":1}"));
         let names: Vec<&str> = m.attributes.keys().map(String::as_str).collect();
-        assert_eq!(
-            names,
-            ["ApproximateReceiveCount", "MessageGroupId", "SentTimestamp"]
-        );
-        assert_eq!(
-            m.message_attributes["blob"].binary_value.as_deref(),
-            Some("aGk=")
-        );
-        assert_eq!(
-            m.message_attributes["tenant"].string_value.as_deref(),
-            Some("acme")
-        );
+        assert_eq!(names, ["ApproximateReceiveCount", "MessageGroupId", "SentTimestamp"]);
+        assert_eq!(m.message_attributes["blob"].binary_value.as_deref(), Some("aGk="));
+        assert_eq!(m.message_attributes["tenant"].string_value.as_deref(), Some("acme"));
     }
 
     #[test]
@@ -505,10 +475,7 @@ mod tests {
         let body = br#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"The specified queue does not exist."}"#;
         let e = service_error(http::StatusCode::BAD_REQUEST, None, body);
         assert!(e.is_missing_queue(), "{e}");
-        assert_eq!(
-            e.to_string(),
-            "QueueDoesNotExist: The specified queue does not exist."
-        );
+        assert_eq!(e.to_string(), "QueueDoesNotExist: The specified queue does not exist.");
         let e = service_error(
             http::StatusCode::BAD_REQUEST,
             Some("AWS.SimpleQueueService.NonExistentQueue;Sender"),
@@ -522,13 +489,7 @@ mod tests {
 
     #[test]
     fn the_default_endpoint_follows_the_partition() {
-        assert_eq!(
-            default_endpoint("eu-west-1"),
-            "https://sqs.eu-west-1.amazonaws.com"
-        );
-        assert_eq!(
-            default_endpoint("cn-north-1"),
-            "https://sqs.cn-north-1.amazonaws.com.cn"
-        );
+        assert_eq!(default_endpoint("eu-west-1"), "https://sqs.eu-west-1.amazonaws.com");
+        assert_eq!(default_endpoint("cn-north-1"), "https://sqs.cn-north-1.amazonaws.com.cn");
     }
 }

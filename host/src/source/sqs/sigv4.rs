@@ -126,12 +126,7 @@ mod tests {
     use chrono::TimeZone;
 
     /// The same request signed by `aws-sigv4` (the crate the AWS SDK signs with).
-    fn reference(
-        credentials: &Credentials,
-        at: std::time::SystemTime,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> String {
+    fn reference(credentials: &Credentials, at: std::time::SystemTime, headers: &[(&str, &str)], body: &[u8]) -> String {
         use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
         let identity = credentials.clone().into();
         let params = aws_sigv4::sign::v4::SigningParams::builder()
@@ -143,22 +138,13 @@ mod tests {
             .build()
             .unwrap()
             .into();
-        let request = SignableRequest::new(
-            "POST",
-            "http://127.0.0.1:4566/",
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .unwrap();
+        let request =
+            SignableRequest::new("POST", "http://127.0.0.1:4566/", headers.iter().copied(), SignableBody::Bytes(body))
+                .unwrap();
         let (instructions, _) = sign(request, &params).unwrap().into_parts();
-        let mut http_request = http::Request::post("http://127.0.0.1:4566/")
-            .body(())
-            .unwrap();
+        let mut http_request = http::Request::post("http://127.0.0.1:4566/").body(()).unwrap();
         instructions.apply_to_request_http1x(&mut http_request);
-        http_request.headers()["authorization"]
-            .to_str()
-            .unwrap()
-            .to_string()
+        http_request.headers()["authorization"].to_str().unwrap().to_string()
     }
 
     #[test]
@@ -168,30 +154,13 @@ mod tests {
             ("host", "127.0.0.1:4566"),
             ("x-amz-target", "AmazonSQS.ReceiveMessage"),
         ];
-        let body =
-            br#"{"QueueUrl":"http://127.0.0.1:4566/000000000000/q","MaxNumberOfMessages":10}"#;
+        let body = br#"{"QueueUrl":"http://127.0.0.1:4566/000000000000/q","MaxNumberOfMessages":10}"#;
         let signer = Signer::new("eu-west-1", "sqs");
-        for (token, day) in [
-            (None, 1),
-            (Some("session-token/with+chars=="), 1),
-            (None, 2),
-        ] {
-            let credentials = Credentials::new(
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                token.map(str::to_string),
-                None,
-                "test",
-            );
-            let now = chrono::Utc
-                .with_ymd_and_hms(2026, 11, day, 23, 59, 58)
-                .unwrap();
+        for (token, day) in [(None, 1), (Some("session-token/with+chars=="), 1), (None, 2)] {
+            let credentials = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token.map(str::to_string), None, "test");
+            let now = chrono::Utc.with_ymd_and_hms(2026, 11, day, 23, 59, 58).unwrap();
             let ours = signer.sign(&credentials, now, "/", &headers, body);
-            assert_eq!(
-                ours.authorization,
-                reference(&credentials, now.into(), &headers, body),
-                "token {token:?}, day {day}"
-            );
+            assert_eq!(ours.authorization, reference(&credentials, now.into(), &headers, body), "token {token:?}, day {day}");
             assert_eq!(ours.security_token.as_deref(), token);
             assert_eq!(ours.amz_date, format!("202611{day:02}T235958Z"));
         }
