@@ -7,7 +7,7 @@
 
 // The logic is sha256-masker's, not a copy of it: one fix reaches both policies.
 #[path = "../../sha256-masker/src/packed.rs"]
-mod packed;
+pub mod packed;
 #[path = "../../sha256-masker/src/settings.rs"]
 mod settings;
 #[path = "../../sha256-masker/src/transform.rs"]
