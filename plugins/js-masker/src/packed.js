@@ -1,42 +1,62 @@
 // Packed text columns (`texts` in the 0.2 contract), as the Rust sha256-masker's packed.rs
 // reads them: every value's UTF-8 bytes back to back (`bytes`, a Uint8Array), one end offset
-// per record (`ends`: a value starts where the previous one ended, the first at 0) and the
-// indexes of the nulls, ascending (`nulls`); a null's value is empty. masq sends text and JSON
-// columns this way: a column passed on, or masked whole with `pseudonymizePacked`, is never
-// unpacked, which is what makes a batch cheap to move in and out of the sandbox.
+// per record (`ends`, a Uint32Array: a value starts where the previous one ended, the first at
+// 0) and the indexes of the nulls, ascending (`nulls`, a Uint32Array); a null's value is empty.
+// masq sends text and JSON columns this way: a column passed on, or masked whole with
+// `pseudonymizePacked`, is never unpacked, which is what makes a batch cheap to move in and
+// out of the sandbox. Columns built here are typed arrays too, which the generated glue
+// copies into the sandbox's memory in one go (a plain Array is checked value by value).
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a value may start with U+FEFF, which Rust keeps and a default TextDecoder drops.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
+const NONE = new Uint32Array(0);
 
-/** Each record's value as a string, `undefined` for a null. A column that is not UTF-8 throws. */
-export function unpack(texts) {
-  const { bytes, ends, nulls } = texts;
-  const out = new Array(ends.length);
-  let start = 0;
-  for (let i = 0; i < ends.length; i++) {
-    out[i] = decoder.decode(bytes.subarray(start, ends[i]));
-    start = ends[i];
-  }
-  for (const i of nulls) out[i] = undefined;
-  return out;
+/** The string a packed column holds at `bytes[start..end]`. Bytes that are not UTF-8 throw. */
+export function decode(bytes, start, end) {
+  return decoder.decode(bytes.subarray(start, end));
 }
 
 /** One value per record (`undefined` or null for a null), packed. */
 export function pack(values) {
-  const parts = values.map((v) => (v == null ? new Uint8Array(0) : encoder.encode(v)));
+  const parts = new Array(values.length);
   const ends = new Uint32Array(values.length);
   const nulls = [];
   let size = 0;
-  parts.forEach((p, i) => {
-    size += p.length;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v == null) {
+      nulls.push(i);
+    } else {
+      parts[i] = encoder.encode(v);
+      size += parts[i].length;
+    }
     ends[i] = size;
-    if (values[i] == null) nulls.push(i);
-  });
+  }
   const bytes = new Uint8Array(size);
   let at = 0;
   for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
+    if (p !== undefined) {
+      bytes.set(p, at);
+      at += p.length;
+    }
   }
-  return { bytes, ends, nulls: new Uint32Array(nulls) };
+  return { bytes, ends, nulls: nulls.length === 0 ? NONE : Uint32Array.from(nulls) };
+}
+
+/**
+ * A column of `n` records holding the k-th value of `texts` at record `at[k]` (`at`
+ * ascending), every other record null. The values' bytes are taken as they are.
+ */
+export function scatter(texts, at, n) {
+  const ends = new Uint32Array(n);
+  const nulls = [];
+  let k = 0;
+  let end = 0;
+  for (let i = 0; i < n; i++) {
+    if (k < at.length && at[k] === i) end = texts.ends[k++];
+    else nulls.push(i);
+    ends[i] = end;
+  }
+  return { bytes: texts.bytes, ends, nulls: nulls.length === 0 ? NONE : Uint32Array.from(nulls) };
 }

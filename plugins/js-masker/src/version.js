@@ -31,3 +31,40 @@ export function encode(version) {
   }
   return BigInt(major * 1_000_000 + minor * 1_000 + patch);
 }
+
+/**
+ * `encode` of a version read from UTF-8 bytes (`bytes[start..end]`), as a Number, or -1 if
+ * `encode` would refuse it: the caller then decodes the string and asks `encode` why. Saves
+ * making a string of every value of a packed column.
+ */
+export function encodeUtf8(bytes, start, end) {
+  let major = 0;
+  let minor = 0;
+  let part = 0; // which part is being read: 0 MAJOR, 1 MINOR, 2 PATCH
+  let number = 0;
+  let digits = 0;
+  for (let j = start; j < end; j++) {
+    const b = bytes[j];
+    if (b === 0x2e) {
+      // '.': ends a part, which must have a digit; a fourth part is one too many.
+      if (digits === 0 || part === 2) return -1;
+      if (part === 0) major = number;
+      else minor = number;
+      part++;
+      number = 0;
+      digits = 0;
+    } else {
+      // Only ASCII digits, at most nine (any byte of a multi-byte character is above '9').
+      if (b < 0x30 || b > 0x39 || digits === 9) return -1;
+      number = number * 10 + (b - 0x30);
+      digits++;
+    }
+  }
+  if (digits === 0) return -1;
+  let patch = 0;
+  if (part === 0) major = number;
+  else if (part === 1) minor = number;
+  else patch = number;
+  if (major > 2146 || minor > 999 || patch > 999) return -1;
+  return major * 1_000_000 + minor * 1_000 + patch;
+}
