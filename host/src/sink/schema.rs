@@ -245,29 +245,27 @@ impl TableSchema {
     /// their defaults, whatever other rows of the batch write.
     pub fn row<'a>(&self, fields: &'a [Field]) -> Result<Row<'a>, String> {
         let mut problems = Vec::new();
-        let mut columns = Vec::with_capacity(fields.len());
+        // (column, field) pairs: each field's column, found once.
+        let mut pairs: Vec<(usize, &Value)> = Vec::with_capacity(fields.len());
         for field in fields {
             match self.columns.iter().position(|c| c.name == field.name) {
-                Some(i) if columns.contains(&i) => problems.push(format!(
+                Some(i) if pairs.iter().any(|&(c, _)| c == i) => problems.push(format!(
                     "field '{}' appears twice in the policy's output",
                     field.name
                 )),
-                Some(i) => columns.push(i),
+                Some(i) => pairs.push((i, &field.value)),
                 None => problems.push(format!(
                     "field '{}' has no column in table {}",
                     field.name, self.table
                 )),
             }
         }
-        columns.sort_unstable();
-        let mut cells = Vec::with_capacity(columns.len());
-        for &i in &columns {
+        pairs.sort_unstable_by_key(|&(c, _)| c);
+        let mut columns = Vec::with_capacity(pairs.len());
+        let mut cells = Vec::with_capacity(pairs.len());
+        for (i, value) in pairs {
             let column = &self.columns[i];
-            let value = fields
-                .iter()
-                .find(|f| f.name == column.name)
-                .map(|f| &f.value)
-                .unwrap_or(&Value::Null);
+            columns.push(i);
             match to_cell(value, column) {
                 Ok(cell) => cells.push(cell),
                 Err(why) => problems.push(format!("field '{}': {why}", column.name)),

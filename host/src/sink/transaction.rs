@@ -95,10 +95,9 @@ pub(super) async fn transact(
         // A deferred constraint would otherwise fail the commit, for no row in particular.
         tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await?;
     }
-    let ids: Vec<String> = items
-        .iter()
-        .map(|i| storable(&i.message.id).into_owned())
-        .collect();
+    // Borrowed unless an id holds NUL (never from SQS): no copy of every id per attempt.
+    let ids: Vec<std::borrow::Cow<'_, str>> =
+        items.iter().map(|i| storable(&i.message.id)).collect();
     let keys: Vec<LedgerId> = ids.iter().map(|id| LedgerId::of(id)).collect();
     let batch = Batch {
         target,
@@ -334,9 +333,10 @@ async fn copy_rows(
             .await?;
         let writer = BinaryCopyInWriter::new(sink, &types);
         pin_mut!(writer);
+        let mut cells: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(shape.len());
         for row in rows {
-            let cells: Vec<&(dyn ToSql + Sync)> =
-                row.cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+            cells.clear();
+            cells.extend(row.cells.iter().map(|c| c as &(dyn ToSql + Sync)));
             writer.as_mut().write(&cells).await?;
         }
         writer.finish().await?;

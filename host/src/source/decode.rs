@@ -68,6 +68,9 @@ fn quoted(name: &str) -> String {
     }
 }
 
+/// Members up to which a duplicate name is found by a scan rather than a set.
+const SCAN_MEMBERS: usize = 16;
+
 struct Fields(Vec<Field>);
 struct ObjectVisitor;
 
@@ -80,10 +83,22 @@ impl<'de> Visitor<'de> for ObjectVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut fields: Vec<Field> = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        // A set, not a scan of `fields`: a body of 100,000 members must not cost 10^10 compares.
-        let mut names: HashSet<String> = HashSet::new();
+        // Duplicates are found by a scan of `fields` while the object is small (a login has
+        // six members: a scan costs less than hashing and copying each name), and by a set
+        // once it is not: a body of 100,000 members must not cost 10^10 compares.
+        let mut names: Option<HashSet<String>> = None;
         while let Some(name) = map.next_key::<String>()? {
-            if !names.insert(name.clone()) {
+            let repeated = match &mut names {
+                Some(set) => !set.insert(name.clone()),
+                None if fields.len() < SCAN_MEMBERS => fields.iter().any(|f| f.name == name),
+                None => {
+                    let mut set: HashSet<String> = fields.iter().map(|f| f.name.clone()).collect();
+                    let repeated = !set.insert(name.clone());
+                    names = Some(set);
+                    repeated
+                }
+            };
+            if repeated {
                 return Err(de::Error::custom(format!(
                     "member {} appears twice; masq will not guess which one counts",
                     quoted(&name)
@@ -189,6 +204,26 @@ mod tests {
         for (body, expected) in cases {
             let err = decode_body(body).unwrap_err();
             assert!(err.contains(expected), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn finds_a_repeated_member_among_few_or_many() {
+        // Below, at and past the size where the scan gives way to a set, the repeat first
+        // met before the switch and after it.
+        for members in [2, SCAN_MEMBERS, SCAN_MEMBERS + 1, 40] {
+            for (first, again) in [(0, members - 1), (members - 1, members), (members / 2, members + 3)] {
+                let mut names: Vec<String> = (0..members + 4).map(|i| format!("m{i}")).collect();
+                names[again] = names[first].clone();
+                let body = format!(
+                    "{{{}}}",
+                    names.iter().map(|n| format!("\"{n}\": 1")).collect::<Vec<_>>().join(", ")
+                );
+                let err = decode_body(&body).unwrap_err();
+                assert!(err.contains(&format!("member 'm{first}' appears twice")), "{members} {first} {again}: {err}");
+            }
+            let unique = (0..members).map(|i| format!("\"m{i}\": {i}")).collect::<Vec<_>>().join(", ");
+            assert_eq!(decode_body(&format!("{{{unique}}}")).unwrap().len(), members);
         }
     }
 
