@@ -133,7 +133,7 @@ fn read_line_capped(
             return Ok(any.then_some(length));
         }
         any = true;
-        let (part, found) = match available.iter().position(|b| *b == b'\n') {
+        let (part, found) = match memchr::memchr(b'\n', available) {
             Some(at) => (&available[..at], Some(at)),
             None => (available, None),
         };
