@@ -60,3 +60,19 @@ export function scatter(texts, at, n) {
   }
   return { bytes: texts.bytes, ends, nulls: nulls.length === 0 ? NONE : Uint32Array.from(nulls) };
 }
+
+/**
+ * Calls `f(i, start, end)` for each record `i` whose value is not null and for which
+ * `counts(i)` holds (`counts` null: every record), its value being `bytes[start..end]`.
+ */
+export function forEachValue(texts, counts, f) {
+  const { ends, nulls } = texts;
+  let start = 0;
+  let k = 0; // the next null
+  for (let i = 0; i < ends.length; i++) {
+    const end = ends[i];
+    if (k < nulls.length && nulls[k] === i) k++;
+    else if (counts === null || counts(i)) f(i, start, end);
+    start = end;
+  }
+}

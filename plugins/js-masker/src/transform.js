@@ -15,7 +15,7 @@
 
 import { encode, encodeUtf8, VersionError } from './version.js';
 import { floatDisplay } from './rust-text.js';
-import { decode, pack, scatter } from './packed.js';
+import { decode, forEachValue, pack, scatter } from './packed.js';
 
 const KEEP = { tag: 'keep' };
 const NONE = new Uint32Array(0);
@@ -86,17 +86,10 @@ export function transformBatch(settings, batch, pseudonymizePacked) {
         target !== undefined
           ? `field '${name}' must be a string to be masked, got `
           : `field '${name}' must be a version string such as "2.3.0", got `;
-      const { bytes, ends, nulls } = values.val;
-      let start = 0;
-      let k = 0; // the next null
-      for (let i = 0; i < n; i++) {
-        const end = ends[i];
-        if (k < nulls.length && nulls[k] === i) k++;
-        else if (isPresent === null || isPresent(i)) {
-          problem(i, why + (end > start && bytes[start] === OPEN_BRACKET ? 'an array' : 'an object'));
-        }
-        start = end;
-      }
+      const { bytes } = values.val;
+      forEachValue(values.val, isPresent, (i, start, end) => {
+        problem(i, why + (end > start && bytes[start] === OPEN_BRACKET ? 'an array' : 'an object'));
+      });
       out.push({ name: target ?? name, values: ALL_NULL, missing });
       continue;
     }
@@ -198,20 +191,13 @@ function versions(name, values, n, isPresent, problem) {
   if (values.tag === 'packed-text') {
     // Read straight from the bytes (as masq sends the column): a well-formed version is
     // encoded without becoming a string; only one that is not is decoded, to be named.
-    const { bytes, ends, nulls } = values.val;
-    let start = 0;
-    let k = 0; // the next null
-    for (let i = 0; i < n; i++) {
-      const end = ends[i];
-      if (k < nulls.length && nulls[k] === i) k++;
-      else if (isPresent === null || isPresent(i)) {
-        const number = encodeUtf8(bytes, start, end);
-        const result = number >= 0 ? BigInt(number) : encodeOnce(decode(bytes, start, end));
-        if (typeof result === 'bigint') encoded[i] = result;
-        else problem(i, result);
-      }
-      start = end;
-    }
+    const { bytes } = values.val;
+    forEachValue(values.val, isPresent, (i, start, end) => {
+      const number = encodeUtf8(bytes, start, end);
+      const result = number >= 0 ? BigInt(number) : encodeOnce(decode(bytes, start, end));
+      if (typeof result === 'bigint') encoded[i] = result;
+      else problem(i, result);
+    });
     return encoded;
   }
   const c = cells(values, n);
