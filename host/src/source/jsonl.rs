@@ -105,10 +105,7 @@ impl JsonlSource {
                 ));
             }
             let receipt = r.line.to_string();
-            let mut id = String::with_capacity(r.source_id.len() + 1 + receipt.len());
-            id.push_str(&r.source_id);
-            id.push(':');
-            id.push_str(&receipt);
+            let id = [r.source_id.as_str(), ":", &receipt].concat();
             let mut message = Message::new(id, receipt, body, r.sent_ms, 1);
             message.unreadable = unreadable;
             out.push(message);
