@@ -61,6 +61,54 @@ impl Scratch {
     }
 }
 
+/// `masq db init` on a database, returning what it printed.
+async fn db_init(url: &str, table: &str) -> String {
+    let out = tokio::process::Command::new(MASQ)
+        .args(["db", "init", "--database-url", url, "--table", table])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `masq load` of the first `lines` lines of a backfill (source id `backfill`, sent on `day`)
+/// into `table`; returns its summary.
+async fn load_backfill(url: &str, table: &str, lines: usize, day: &str) -> String {
+    let dir = tempdir("migration");
+    let input = dir.join("backfill.jsonl");
+    let lines: Vec<String> = (0..lines)
+        .map(|i| login(&format!("m-{i}"), "10.7.0.1", "700-00-0001", "1.0", None))
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let key = dir.join("test.key");
+    write_key_file(&key, "kmig", &[7u8; 32]);
+    let plugin = plugin("sha256-masker");
+    let out = tokio::process::Command::new(MASQ)
+        .args([
+            "load",
+            "--database-url",
+            url,
+            "--table",
+            table,
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--source-id",
+            "backfill",
+            "--sent-at",
+            day,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn db_init_moves_an_earlier_ledger_and_keeps_its_messages_exactly_once() {
     let scratch = Scratch::new().await;
@@ -83,22 +131,7 @@ async fn db_init_moves_an_earlier_ledger_and_keeps_its_messages_exactly_once() {
     .await
     .unwrap();
 
-    let init = |table: &'static str| {
-        let url = scratch.url.clone();
-        async move {
-            let out = tokio::process::Command::new(MASQ)
-                .args(["db", "init", "--database-url", &url, "--table", table])
-                .output()
-                .await
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    };
+    let init = |table: &'static str| db_init(&scratch.url, table);
     let first = init("mig").await;
     assert!(
         first.contains(
@@ -192,59 +225,32 @@ async fn db_init_moves_an_earlier_ledger_and_keeps_its_messages_exactly_once() {
     assert!(!again.contains("moved"), "{again}");
     assert_eq!(entries("mig").await, expected_mig);
 
-    // The database computes a text id's uuid as masq does (sink/ledger/key.rs).
-    use sha2::Digest;
-    let mut named = sha2::Sha256::digest(b"backfill:1")[..16].to_vec();
-    named[6] = (named[6] & 0x0f) | 0x80;
-    named[8] = (named[8] & 0x3f) | 0x80;
-    let in_sql: String = db
-        .query_one(
-            "SELECT replace(masq.message_uuid('backfill:1')::text, '-', '')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(in_sql, hex::encode(named));
+    // The database computes a text id's uuid as masq does (sink/ledger/key.rs), in each of
+    // its forms: a load's line id, any other text, an SQS id.
+    for text in [
+        "backfill:1",
+        "backfill.jsonl:123456",
+        "a:b:1099511627775",
+        "backfill:1099511627776",
+        "backfill:01",
+        ":7",
+        "backfill",
+        "5FEA7756-0EA4-451A-A703-A558B933E274",
+        "5fea7756-0ea4-451a-a703-a558b933e274",
+        "données:3",
+    ] {
+        let in_sql: String = db
+            .query_one("SELECT masq.message_uuid($1)::text", &[&text])
+            .await
+            .unwrap()
+            .get(0);
+        let in_masq = masq::sink::ledger::key::LedgerId::of(text).uuid;
+        assert_eq!(in_sql.replace('-', ""), hex::encode(in_masq.0), "{text}");
+    }
 
     // The same backfill loaded again with the new masq: the two lines the earlier one settled
     // are skipped, the third is written.
-    let dir = tempdir("migration");
-    let input = dir.join("backfill.jsonl");
-    let lines: Vec<String> = (0..3)
-        .map(|i| login(&format!("m-{i}"), "10.7.0.1", "700-00-0001", "1.0", None))
-        .collect();
-    std::fs::write(&input, lines.join("\n")).unwrap();
-    let key = dir.join("test.key");
-    write_key_file(&key, "kmig", &[7u8; 32]);
-    let plugin = plugin("sha256-masker");
-    let out = tokio::process::Command::new(MASQ)
-        .args([
-            "load",
-            "--database-url",
-            &scratch.url,
-            "--table",
-            "mig",
-            "--plugin",
-            plugin.to_str().unwrap(),
-            "--key-file",
-            key.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--source-id",
-            "backfill",
-            "--sent-at",
-            &yesterday,
-        ])
-        .output()
-        .await
-        .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let summary = load_backfill(&scratch.url, "mig", 3, &yesterday).await;
     assert!(
         summary.contains("written 1, dead-lettered 0, dropped 0, duplicates skipped 2"),
         "{summary}"
@@ -261,3 +267,4 @@ async fn db_init_moves_an_earlier_ledger_and_keeps_its_messages_exactly_once() {
     drop(db);
     scratch.drop_database().await;
 }
+

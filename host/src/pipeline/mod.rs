@@ -96,6 +96,9 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
 
     // Receiving stops on `stop` or when drained; workers finish what they hold, then stop.
     let receiving = stop.child_token();
+    // A finite source (a file) came back empty: no more messages will come, so a worker
+    // filling a batch stops waiting for them.
+    let input_ended = CancellationToken::new();
     // Room for each worker's next batch, counted in receives; a receiver that finds it full
     // waits (and says so to the pool: the workers are the bottleneck). What masq holds stays
     // bounded.
@@ -109,6 +112,7 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
         counters: counters.clone(),
         tx,
         receiving: receiving.clone(),
+        input_ended: input_ended.clone(),
         fatal: fatal.clone(),
         stats: Arc::default(),
     };
@@ -127,6 +131,7 @@ pub async fn run<S: Source, K: Sink, D: Decide>(
         held: held.clone(),
         counters: counters.clone(),
         stop: stop.clone(),
+        input_ended,
         fatal: fatal.clone(),
     });
     let mut worker_tasks = JoinSet::new();

@@ -18,6 +18,8 @@ pub(super) struct Stops {
     pub receiving: CancellationToken,
     /// This receiver is retired by the pool: it stops before its next receive.
     pub retire: CancellationToken,
+    /// Cancelled when a finite source comes back empty: its input has ended.
+    pub input_ended: CancellationToken,
     pub fatal: Fatal,
 }
 
@@ -86,6 +88,9 @@ async fn receive_until_stopped<S: Source>(
         match received {
             Ok(messages) if messages.is_empty() => {
                 backoff.reset();
+                if source.finite() {
+                    stops.input_ended.cancel();
+                }
                 if config.drain {
                     // Registered before parking, so a wake-up in between is not lost.
                     let woken = held.wake.notified();

@@ -72,6 +72,7 @@ pub(super) struct Pool<S> {
     pub counters: Arc<Counters>,
     pub tx: mpsc::Sender<Vec<Message>>,
     pub receiving: CancellationToken,
+    pub input_ended: CancellationToken,
     pub fatal: Fatal,
     pub stats: Arc<ReceiveStats>,
 }
@@ -168,6 +169,7 @@ impl<S: Source> Pool<S> {
             receive::Stops {
                 receiving: self.receiving.clone(),
                 retire: retire.clone(),
+                input_ended: self.input_ended.clone(),
                 fatal: self.fatal.clone(),
             },
             self.stats.clone(),

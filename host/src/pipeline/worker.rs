@@ -29,6 +29,8 @@ pub(super) struct Shared {
     pub held: Arc<Held>,
     pub counters: Arc<Counters>,
     pub stop: CancellationToken,
+    /// A finite source has ended: a batch takes what is waiting and goes.
+    pub input_ended: CancellationToken,
     pub fatal: Fatal,
 }
 
@@ -57,6 +59,7 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
             self.shared.config.batch_size,
             self.shared.config.batch_wait,
             &self.shared.stop,
+            &self.shared.input_ended,
         )
         .await
         {
@@ -278,13 +281,16 @@ impl<S: Source, K: Sink, D: Decide> Worker<S, K, D> {
     }
 }
 
-/// Takes the next batch: waits for a first chunk, then fills up for at most `wait`.
-/// `None` when stopping or when receivers are gone and nothing is left.
+/// Takes the next batch: waits for a first chunk, then fills up for at most `wait`, or only
+/// with what is already waiting once a finite source has ended (nothing more will come; the
+/// last batch of a file would otherwise wait `wait` for nothing). `None` when stopping or
+/// when receivers are gone and nothing is left.
 async fn next_batch(
     rx: &Batches,
     size: usize,
     wait: Duration,
     stop: &CancellationToken,
+    input_ended: &CancellationToken,
 ) -> Option<Vec<Message>> {
     let mut rx = rx.lock().await;
     let mut batch = tokio::select! {
@@ -296,9 +302,13 @@ async fn next_batch(
     while batch.len() < size {
         // A chunk is at most ten messages from SQS; a batch may end a little over `size`
         // rather than split a chunk.
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(more)) => batch.extend(more),
-            Ok(None) | Err(_) => break,
+        let more = tokio::select! {
+            more = tokio::time::timeout_at(deadline, rx.recv()) => more.ok().flatten(),
+            _ = input_ended.cancelled() => rx.try_recv().ok(),
+        };
+        match more {
+            Some(more) => batch.extend(more),
+            None => break,
         }
     }
     Some(batch)

@@ -63,19 +63,25 @@ CREATE TABLE IF NOT EXISTS masq.loads (
 );
 
 -- The ledger's id for a message id: the id itself when it is a UUID as PostgreSQL prints
--- one, else the name-based UUID of its text (SHA-256, version 8). The same as LedgerId::of in
--- sink/ledger/key.rs.
+-- one; for `masq load`'s `<source-id>:<line>`, 11 bytes of the source id's SHA-256 then the
+-- line number in 5 bytes; else the first 16 bytes of the text's SHA-256. Version 8 for both.
+-- The same as LedgerId::of in sink/ledger/key.rs.
 CREATE OR REPLACE FUNCTION masq.message_uuid(message_id text) RETURNS uuid
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE
+    SELECT encode(CASE
         WHEN message_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-            THEN message_id::uuid
-        ELSE encode(
-            set_byte(set_byte(substr(h, 1, 16), 6, (get_byte(h, 6) & 15) | 128),
-                     8, (get_byte(h, 8) & 63) | 128),
-            'hex')::uuid
-    END
-    FROM (SELECT sha256(convert_to(message_id, 'UTF8')) AS h) AS digest
+            THEN uuid_send(message_id::uuid)
+        WHEN line IS NOT NULL AND line::bigint < 1099511627776
+            THEN set_byte(set_byte(substr(sha256(convert_to(source, 'UTF8')), 1, 11), 6,
+                                   (get_byte(sha256(convert_to(source, 'UTF8')), 6) & 15) | 128),
+                          8, (get_byte(sha256(convert_to(source, 'UTF8')), 8) & 63) | 128)
+                 || substr(int8send(line::bigint), 4, 5)
+        ELSE set_byte(set_byte(substr(h, 1, 16), 6, (get_byte(h, 6) & 15) | 128),
+                      8, (get_byte(h, 8) & 63) | 128)
+    END, 'hex')::uuid
+    FROM (SELECT sha256(convert_to(message_id, 'UTF8')) AS h,
+                 substring(message_id from '^(.*):[1-9][0-9]{0,12}$') AS source,
+                 substring(message_id from ':([1-9][0-9]{0,12})$') AS line) AS parts
 $$;
 
 -- Makes sure a partition exists for each of `days` (UTC) of one target table; returns how
