@@ -421,22 +421,26 @@ mod tests {
         assert_eq!(n, 8);
     }
 
+    /// `n` of 64 receivers bringing `messages` a period, 10 a receive: `periods` periods
+    /// that keep `n`, then the decision after one more.
+    fn kept_then(c: &mut Controller, n: usize, messages: u64, periods: usize) -> usize {
+        let p = period(messages / 10, messages, 0, n);
+        for _ in 0..periods {
+            assert_eq!(c.next(n, 64, &p), n);
+        }
+        c.next(n, 64, &p)
+    }
+
     #[test]
     fn near_the_server_a_slow_start_up_does_not_pass_for_growth_that_paid() {
         let mut c = Controller::default();
         // Start-up: a slow first period (still near: 1,500 a second per receiver), then 4
         // receivers bring 1,600 a period.
         assert_eq!(c.next(4, 64, &period(60, 600, 0, 4)), 4);
-        for _ in 0..2 {
-            assert_eq!(c.next(4, 64, &period(160, 1600, 0, 4)), 4);
-        }
-        assert_eq!(c.next(4, 64, &period(160, 1600, 0, 4)), 8);
+        assert_eq!(kept_then(&mut c, 4, 1600, 2), 8);
         // 8 bring 1,700: judged against 1,600, not against the start-up's 600, it did not
         // pay: back to 4.
-        for _ in 0..3 {
-            assert_eq!(c.next(8, 64, &period(170, 1700, 0, 8)), 8);
-        }
-        assert_eq!(c.next(8, 64, &period(170, 1700, 0, 8)), 4);
+        assert_eq!(kept_then(&mut c, 8, 1700, 3), 4);
     }
 
     #[test]
@@ -444,28 +448,14 @@ mod tests {
         // 32 receivers far away bring 1,000 a period; 64 bring 1,200 (the CPU dampens it).
         let mut c = Controller::default();
         assert_eq!(c.next(4, 64, &period(12, 120, 0, 4)), 32);
-        for _ in 0..3 {
-            assert_eq!(c.next(32, 64, &period(100, 1000, 0, 32)), 32);
-        }
-        assert_eq!(c.next(32, 64, &period(100, 1000, 0, 32)), 64);
-        for _ in 0..3 {
-            assert_eq!(c.next(64, 64, &period(120, 1200, 0, 64)), 64);
-        }
+        assert_eq!(kept_then(&mut c, 32, 1000, 3), 64);
         // Judged: 20% more for twice the receivers pays far from SQS (15% of the rise).
-        assert_eq!(c.next(64, 64, &period(120, 1200, 0, 64)), 64);
-        for _ in 0..20 {
-            assert_eq!(c.next(64, 64, &period(120, 1200, 0, 64)), 64);
-        }
+        assert_eq!(kept_then(&mut c, 64, 1200, 3), 64);
+        assert_eq!(kept_then(&mut c, 64, 1200, 20), 64);
         // Near the server the same 20% does not pay (30%): back to 32.
         let mut c = Controller::default();
-        for _ in 0..3 {
-            assert_eq!(c.next(32, 64, &period(600, 6000, 0, 32)), 32);
-        }
-        assert_eq!(c.next(32, 64, &period(600, 6000, 0, 32)), 64);
-        for _ in 0..3 {
-            assert_eq!(c.next(64, 64, &period(720, 7200, 0, 64)), 64);
-        }
-        assert_eq!(c.next(64, 64, &period(720, 7200, 0, 64)), 32);
+        assert_eq!(kept_then(&mut c, 32, 6000, 3), 64);
+        assert_eq!(kept_then(&mut c, 64, 7200, 3), 32);
     }
 
     #[test]
