@@ -32,6 +32,8 @@ struct Queue {
     /// A FIFO queue with one message group: one message at a time, the next only once the
     /// one in flight is deleted (which takes a moment).
     one_group: bool,
+    /// A file rather than a queue: an empty receive means the input has ended.
+    finite: bool,
 }
 
 #[derive(Clone)]
@@ -81,7 +83,7 @@ impl Source for FakeSource {
     }
 
     fn finite(&self) -> bool {
-        false
+        self.queue.lock().unwrap().finite
     }
 
     async fn receive(&self, _wait: Duration) -> anyhow::Result<Vec<Message>> {
@@ -467,4 +469,39 @@ async fn a_stop_before_anything_is_written_hands_everything_back() {
         source.visible() + committed.lock().unwrap().written.len(),
         30
     );
+}
+
+#[tokio::test]
+async fn the_last_batch_of_a_finite_source_does_not_wait_for_messages_that_cannot_come() {
+    // A file of 3 lines and batches of 25 that may wait an hour to fill: once the file has
+    // ended, the batch goes with what there is. Before, it waited out --batch-wait-ms.
+    let committed = Arc::new(Mutex::new(Committed::default()));
+    let source = FakeSource::with(&["row", "row", "row"], &committed);
+    source.queue.lock().unwrap().finite = true;
+    let sinks = (0..2)
+        .map(|_| FakeSink {
+            committed: committed.clone(),
+            script: Arc::default(),
+        })
+        .collect();
+    let config = PipelineConfig {
+        batch_wait: Duration::from_secs(3600),
+        ..config(false)
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        run(
+            config,
+            source.clone(),
+            sinks,
+            Arc::new(ByBody),
+            Arc::new(Counters::default()),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the batch went without waiting for the batch wait")
+    .unwrap();
+    assert_eq!(sorted(committed.lock().unwrap().written.clone()), ["m0", "m1", "m2"]);
+    assert_eq!(source.acknowledged(), ["m0", "m1", "m2"]);
 }
