@@ -4,18 +4,21 @@
 //! dead letters. A row the database refuses is found by running the batch again row by row,
 //! each row under a savepoint, and becomes a dead letter; the rest is written.
 
+mod letter;
+mod rows;
+
 use super::WriteReport;
-use super::letter_body::{LetterBodies, StoredBody};
+use super::letter_body::LetterBodies;
 use super::ledger::claim::{self, Entries, Owner};
 use super::ledger::key::{LedgerId, Outcome, Uuid};
 use super::schema::{Row, TableSchema};
-use super::sql::{self, ErrorClass, storable};
+use super::sql::storable;
 use crate::pipeline::batch::{Item, Provenance, Stage};
-use futures_util::pin_mut;
-use postgres_types::{ToSql, Type};
-use std::collections::{HashMap, HashSet};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::{Client, Statement, Transaction};
+use letter::Letter;
+use postgres_types::Type;
+use rows::{copy_rows, write_rows_one_by_one};
+use std::collections::HashSet;
+use tokio_postgres::{Client, Transaction};
 
 /// Whose messages a sink writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +48,6 @@ impl Prepared<'_> {
         }
     }
 }
-
-const DEAD_LETTER: &str = "INSERT INTO masq.dead_letters \
-       (reason, stage, policy_name, policy_version, policy_digest, target_table, message_id, \
-        body, sent_at, receive_count, body_sealed, key_id, body_shape) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9::int8 / 1000.0), $10, $11, $12, \
-        $13::jsonb)";
 
 /// How a transaction claims fresh messages in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,221 +257,4 @@ async fn take_letters(
             false
         })
         .collect())
-}
-
-fn column_list(schema: &TableSchema, columns: &[usize]) -> String {
-    columns
-        .iter()
-        .map(|&c| sql::ident(&schema.columns[c].name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The distinct column sets of the rows to write, in order of first appearance.
-fn shapes<'a>(prepared: &'a [Prepared<'_>], take: &[bool]) -> Vec<&'a [usize]> {
-    let mut shapes: Vec<&[usize]> = Vec::new();
-    for (i, p) in prepared.iter().enumerate() {
-        if let Prepared::Row(row) = p
-            && take[i]
-            && !shapes.contains(&row.columns.as_slice())
-        {
-            shapes.push(&row.columns);
-        }
-    }
-    shapes
-}
-
-fn insert_sql(schema: &TableSchema, shape: &[usize]) -> String {
-    let table = schema.table.quoted();
-    if shape.is_empty() {
-        return format!("INSERT INTO {table} DEFAULT VALUES");
-    }
-    let params = (1..=shape.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "INSERT INTO {table} ({}) VALUES ({params})",
-        column_list(schema, shape)
-    )
-}
-
-/// Every row by binary COPY, one COPY per shape (most batches have one).
-async fn copy_rows(
-    tx: &Transaction<'_>,
-    target: &Target<'_>,
-    prepared: &[Prepared<'_>],
-    take: &[bool],
-) -> Result<(), tokio_postgres::Error> {
-    let schema = target.schema;
-    for shape in shapes(prepared, take) {
-        let rows = prepared.iter().enumerate().filter_map(|(i, p)| match p {
-            Prepared::Row(row) if take[i] && row.columns == shape => Some(row),
-            _ => None,
-        });
-        if shape.is_empty() {
-            // Nothing to COPY: every column takes its default.
-            let insert = insert_sql(schema, shape);
-            for _ in rows {
-                tx.batch_execute(&insert).await?;
-            }
-            continue;
-        }
-        let types: Vec<Type> = shape
-            .iter()
-            .map(|&c| schema.columns[c].ty.clone())
-            .collect();
-        let sink = tx
-            .copy_in(&format!(
-                "COPY {} ({}) FROM STDIN (FORMAT binary)",
-                schema.table.quoted(),
-                column_list(schema, shape)
-            ))
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        let mut cells: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(shape.len());
-        for row in rows {
-            cells.clear();
-            cells.extend(row.cells.iter().map(|c| c as &(dyn ToSql + Sync)));
-            writer.as_mut().write(&cells).await?;
-        }
-        writer.finish().await?;
-    }
-    Ok(())
-}
-
-/// Every row by its own INSERT under a savepoint: a row the database refuses becomes a dead
-/// letter with the database's reason, and its ledger entry says so.
-async fn write_rows_one_by_one(
-    tx: &mut Transaction<'_>,
-    batch: &Batch<'_>,
-    prepared: &mut [Prepared<'_>],
-    take: &[bool],
-) -> Result<(), tokio_postgres::Error> {
-    let target = batch.target;
-    // Prepared here, in the transaction that uses them, and closed before it ends.
-    let mut inserts: HashMap<Vec<usize>, Statement> = HashMap::new();
-    for shape in shapes(prepared, take) {
-        let statement = tx.prepare(&insert_sql(target.schema, shape)).await?;
-        inserts.insert(shape.to_vec(), statement);
-    }
-    for i in 0..prepared.len() {
-        let Prepared::Row(row) = &prepared[i] else {
-            continue;
-        };
-        if !take[i] {
-            continue;
-        }
-        let params: Vec<&(dyn ToSql + Sync)> =
-            row.cells.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let sp = tx.savepoint("masq_row").await?;
-        match sp.execute(&inserts[&row.columns], &params).await {
-            Ok(_) => sp.commit().await?,
-            Err(e) if sql::classify(&e) == ErrorClass::Data => {
-                sp.rollback().await?;
-                prepared[i] = Prepared::Dead(
-                    Stage::Sink,
-                    storable(&format!(
-                        "PostgreSQL refused the row: {}",
-                        sql::server_message(&e)
-                    ))
-                    .into_owned(),
-                );
-                let sent_ms = batch.items[i].message.sent_ms;
-                claim::mark_dead_letter(tx, target.owner.target, sent_ms, batch.keys[i].uuid)
-                    .await?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// One dead letter on its way into `masq.dead_letters`.
-#[derive(Clone, Copy)]
-struct Letter<'a> {
-    target: &'a str,
-    bodies: &'a LetterBodies,
-    id: &'a str,
-    item: &'a Item,
-    stage: Stage,
-    reason: &'a str,
-    provenance: &'a Provenance,
-}
-
-impl Letter<'_> {
-    /// What a new dead letter and a replayed one both set, in this order: the reason, the
-    /// stage, the policy's name, version and digest.
-    fn outcome(&self) -> [String; 5] {
-        [
-            storable(self.reason).into_owned(),
-            self.stage.as_str().to_string(),
-            storable(&self.provenance.name).into_owned(),
-            storable(&self.provenance.version).into_owned(),
-            self.provenance.digest.clone(),
-        ]
-    }
-
-    async fn insert(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
-        let m = &self.item.message;
-        let [reason, stage, name, version, digest] = self.outcome();
-        // Sealed bytes are exact (bytea); only a clear body needs its NUL characters escaped.
-        let (mut clear, mut sealed, mut key_id, mut shape) = (None, None, None, None);
-        match self.bodies.store(&m.body, self.id) {
-            StoredBody::Sealed(letter) => (sealed, key_id) = (Some(letter.bytes), Some(letter.key_id)),
-            StoredBody::Shape(s) => shape = Some(s.to_string()),
-            StoredBody::Clear(body) => clear = Some(storable(&body).into_owned()),
-        }
-        let (sent, receives) = (m.sent_ms as i64, m.receive_count as i32);
-        let mut params = sql::texts(&[&reason, &stage, &name, &version, &digest]);
-        params.extend(sql::texts(&[&self.target, &self.id, &clear]));
-        params.extend([
-            (&sent as &(dyn ToSql + Sync), Type::INT8),
-            (&receives, Type::INT4),
-            (&sealed, Type::BYTEA),
-            (&key_id, Type::TEXT),
-            (&shape, Type::TEXT),
-        ]);
-        tx.execute_typed(DEAD_LETTER, &params).await
-    }
-
-    /// As `insert`, under a savepoint: should the database still refuse the letter (a
-    /// trigger, a constraint added by hand), it is stored with its reason replaced by the
-    /// refusal, so the message is kept and the batch goes on.
-    async fn insert_guarded(&self, tx: &mut Transaction<'_>) -> Result<(), tokio_postgres::Error> {
-        let sp = tx.savepoint("masq_letter").await?;
-        match self.insert(&sp).await {
-            Ok(_) => sp.commit().await,
-            Err(e) if sql::classify(&e) == ErrorClass::Data => {
-                sp.rollback().await?;
-                let reason = format!(
-                    "the dead letter itself was refused by PostgreSQL ({}); its first reason is lost",
-                    sql::server_message(&e)
-                );
-                Letter {
-                    reason: &reason,
-                    ..*self
-                }
-                .insert(tx)
-                .await
-                .map(|_| ())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A replayed message that still fails: its dead letter stays, with the new reason.
-    async fn update(&self, tx: &Transaction<'_>, letter: i64) -> Result<(), tokio_postgres::Error> {
-        let [reason, stage, name, version, digest] = self.outcome();
-        let mut params = sql::texts(&[&reason, &stage, &name, &version, &digest]);
-        params.push((&letter, Type::INT8));
-        tx.execute_typed(
-            "UPDATE masq.dead_letters SET reason = $1, stage = $2, policy_name = $3, \
-               policy_version = $4, policy_digest = $5, dead_lettered_at = now() WHERE id = $6",
-            &params,
-        )
-        .await
-        .map(|_| ())
-    }
 }
