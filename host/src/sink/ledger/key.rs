@@ -102,8 +102,7 @@ fn source_prefix(source: &str) -> [u8; 11] {
                 let digest = Sha256::digest(source.as_bytes());
                 let mut prefix = [0u8; 11];
                 prefix.copy_from_slice(&digest[..11]);
-                prefix[6] = (prefix[6] & 0x0f) | 0x80;
-                prefix[8] = (prefix[8] & 0x3f) | 0x80;
+                mark_version_8(&mut prefix);
                 *last = Some((source.to_string(), prefix));
                 prefix
             }
@@ -141,9 +140,15 @@ fn named_uuid(s: &str) -> Uuid {
     let digest = Sha256::digest(s.as_bytes());
     let mut out = [0u8; 16];
     out.copy_from_slice(&digest[..16]);
-    out[6] = (out[6] & 0x0f) | 0x80;
-    out[8] = (out[8] & 0x3f) | 0x80;
+    mark_version_8(&mut out);
     Uuid(out)
+}
+
+/// Sets the version nibble (byte 6) to 8 and the RFC variant bits (byte 8) of a UUID's
+/// leading bytes.
+fn mark_version_8(bytes: &mut [u8]) {
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
 }
 
 /// What became of a message, as one byte (PostgreSQL's `"char"`).

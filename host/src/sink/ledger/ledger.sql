@@ -72,15 +72,14 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
         WHEN message_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
             THEN uuid_send(message_id::uuid)
         WHEN line IS NOT NULL AND line::bigint < 1099511627776
-            THEN set_byte(set_byte(substr(sha256(convert_to(source, 'UTF8')), 1, 11), 6,
-                                   (get_byte(sha256(convert_to(source, 'UTF8')), 6) & 15) | 128),
-                          8, (get_byte(sha256(convert_to(source, 'UTF8')), 8) & 63) | 128)
+            THEN set_byte(set_byte(substr(hs, 1, 11), 6, (get_byte(hs, 6) & 15) | 128),
+                          8, (get_byte(hs, 8) & 63) | 128)
                  || substr(int8send(line::bigint), 4, 5)
         ELSE set_byte(set_byte(substr(h, 1, 16), 6, (get_byte(h, 6) & 15) | 128),
                       8, (get_byte(h, 8) & 63) | 128)
     END, 'hex')::uuid
     FROM (SELECT sha256(convert_to(message_id, 'UTF8')) AS h,
-                 substring(message_id from '^(.*):[1-9][0-9]{0,12}$') AS source,
+                 sha256(convert_to(substring(message_id from '^(.*):[1-9][0-9]{0,12}$'), 'UTF8')) AS hs,
                  substring(message_id from ':([1-9][0-9]{0,12})$') AS line) AS parts
 $$;
 
