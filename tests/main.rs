@@ -14,6 +14,7 @@ mod hot_swap;
 mod http_proxy;
 mod ledger;
 mod ledger_migration;
+mod load_blocks;
 mod login_data_set;
 mod pgbouncer;
 mod pii_at_rest;

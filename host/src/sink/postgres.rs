@@ -10,6 +10,7 @@
 
 use super::database::Database;
 use super::ledger::Ledger;
+use super::ledger::blocks::Blocks;
 use super::ledger::claim::{self, Entries, Owner};
 use super::ledger::key::{LedgerId, Outcome};
 use super::ledger::partitions::day_of;
@@ -242,11 +243,23 @@ impl Sink for PostgresSink {
         for (item, key) in items.iter().zip(&keys) {
             entries.push(item.message.sent_ms, key, Outcome::Written);
         }
+        let mut blocks = Blocks::of(items.len(), |i| {
+            let id = keys[i].text.as_deref().unwrap_or("");
+            (id, items[i].message.sent_ms, Outcome::Written)
+        });
         let known = database
-            .answer(
-                "reading the ledger",
-                claim::known(client, ledger.target, &entries),
-            )
+            .answer("reading the ledger", async {
+                // Entries of their own (SQS ids, lines from before blocks), then blocks.
+                let mut known = claim::known(client, ledger.target, &entries).await?;
+                let all: Vec<usize> = (0..blocks.blocks.len()).collect();
+                blocks.read(client, ledger.target, &all, false).await?;
+                known.extend(
+                    (0..items.len())
+                        .filter(|&i| blocks.takes(i) == Some(false))
+                        .map(|i| keys[i].uuid),
+                );
+                Ok::<_, tokio_postgres::Error>(known)
+            })
             .await
             .context("cannot read the ledger")?;
         Ok(items

@@ -10,8 +10,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Lines handed out per receive.
-const CHUNK: usize = 100;
+/// Lines handed out per receive, at most. A chunk ends on a multiple of this many lines, so
+/// that each block of lines the ledger claims as one (`sink::ledger::blocks`) goes to the
+/// database in one batch.
+pub(crate) const CHUNK: usize = 100;
 
 #[derive(Clone)]
 pub struct JsonlSource {
@@ -83,7 +85,11 @@ impl JsonlSource {
                 break;
             };
             r.line += 1;
+            let block_ends = r.line % CHUNK as u64 == 0;
             if buf.iter().all(u8::is_ascii_whitespace) {
+                if block_ends {
+                    break;
+                }
                 continue;
             }
             // The line is read into one buffer, reused, and copied out at its exact size: a
@@ -109,6 +115,9 @@ impl JsonlSource {
             let mut message = Message::new(id, receipt, body, r.sent_ms, 1);
             message.unreadable = unreadable;
             out.push(message);
+            if block_ends {
+                break;
+            }
         }
         Ok(out)
     }
@@ -224,6 +233,29 @@ mod tests {
         assert_eq!(s.read(2).unwrap().len(), 2);
         assert_eq!(s.read(2).unwrap()[0].id, "t:5");
         assert!(s.read(2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn chunks_end_where_the_ledger_blocks_end() {
+        // Line 3 is empty: the first chunk has 99 lines and ends with line 100, where the
+        // ledger's first block of lines ends.
+        let mut text = String::new();
+        for n in 1..=250 {
+            text.push_str(if n == 3 { "\n" } else { "{}\n" });
+        }
+        let s = source_of(text.as_bytes());
+        let chunks: Vec<(String, String, usize)> = std::iter::from_fn(|| {
+            let m = s.read(CHUNK).unwrap();
+            (!m.is_empty()).then(|| (m[0].id.clone(), m[m.len() - 1].id.clone(), m.len()))
+        })
+        .collect();
+        let expected = [("t:1", "t:100", 99), ("t:101", "t:200", 100), ("t:201", "t:250", 50)];
+        let expected: Vec<(String, String, usize)> = expected
+            .iter()
+            .map(|(a, b, n)| (a.to_string(), b.to_string(), *n))
+            .collect();
+        assert_eq!(chunks, expected);
+        assert_eq!(CHUNK as u64, crate::sink::ledger::blocks::BLOCK_LINES);
     }
 
     #[test]

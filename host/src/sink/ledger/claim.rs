@@ -44,6 +44,14 @@ impl Entries {
         }
     }
 
+    /// Adds `other`'s entries after these.
+    pub fn extend(&mut self, other: Entries) {
+        self.sent.extend(other.sent);
+        self.ids.extend(other.ids);
+        self.texts.extend(other.texts);
+        self.outcomes.extend(other.outcomes);
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }

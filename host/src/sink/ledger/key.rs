@@ -73,38 +73,71 @@ impl LedgerId {
     }
 }
 
-/// The UUID of a `masq load` line id, `<source-id>:<line>` with the line number in decimal as
-/// masq writes it (no sign, no leading zero, below 2^40); `None` for any other text.
-fn line_uuid(id: &str) -> Option<Uuid> {
+/// The source id and line number of a `masq load` line id, `<source-id>:<line>` with the
+/// line number in decimal as masq writes it (no sign, no leading zero, below 2^40); `None` for
+/// any other text.
+pub fn line_parts(id: &str) -> Option<(&str, u64)> {
     let (source, line) = id.rsplit_once(':')?;
     if line.is_empty() || line.len() > 13 || line.starts_with('0') || !line.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let line: u64 = line.parse().ok().filter(|n| *n < 1 << 40)?;
-    let mut out = [0u8; 16];
-    out[..11].copy_from_slice(&source_prefix(source));
-    out[11..].copy_from_slice(&line.to_be_bytes()[3..]);
-    Some(Uuid(out))
+    Some((source, line))
 }
 
-/// The first 11 bytes of a line id: SHA-256 of the source id, with the version (8) and
-/// variant bits. A load's lines share one source id, so the last one is remembered per
-/// thread: one hash per load, not one per line.
-fn source_prefix(source: &str) -> [u8; 11] {
+/// The UUID of a `masq load` line id; `None` for any other text.
+fn line_uuid(id: &str) -> Option<Uuid> {
+    let (source, line) = line_parts(id)?;
+    Some(source_uuid(source_prefixes(source).0, line))
+}
+
+/// The UUID of line `line` of `source`: what `LedgerId::of` gives `<source>:<line>`.
+pub fn line_uuid_of(source: &str, line: u64) -> Uuid {
+    source_uuid(source_prefixes(source).0, line)
+}
+
+/// The UUID of the ledger entry that claims block `block` (lines `100 * block + 1` to
+/// `100 * block + 100`) of `source` (see `blocks`). Its variant bits are 110 where every
+/// other id of the ledger has 10, so the kinds never meet and `masq.ledger_entries` tells a
+/// block from a message by its id alone.
+pub fn block_uuid(source: &str, block: u64) -> Uuid {
+    source_uuid(source_prefixes(source).1, block)
+}
+
+/// Whether `uuid` is a block's (`block_uuid`).
+pub fn is_block(uuid: &Uuid) -> bool {
+    uuid.0[8] >> 5 == 0b110
+}
+
+fn source_uuid(prefix: [u8; 11], n: u64) -> Uuid {
+    let mut out = [0u8; 16];
+    out[..11].copy_from_slice(&prefix);
+    out[11..].copy_from_slice(&n.to_be_bytes()[3..]);
+    Uuid(out)
+}
+
+/// The first 11 bytes of a source's line ids and of its block ids: SHA-256 of the source id,
+/// with the version (8) and variant bits (10 for lines, 110 for blocks). A load's lines share
+/// one source id, so the last one is remembered per thread: one hash per load, not one per
+/// line.
+fn source_prefixes(source: &str) -> ([u8; 11], [u8; 11]) {
+    type Prefixes = ([u8; 11], [u8; 11]);
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(String, [u8; 11])>> = const { std::cell::RefCell::new(None) };
+        static LAST: std::cell::RefCell<Option<(String, Prefixes)>> = const { std::cell::RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         match &*last {
-            Some((s, prefix)) if s == source => *prefix,
+            Some((s, prefixes)) if s == source => *prefixes,
             _ => {
                 let digest = Sha256::digest(source.as_bytes());
-                let mut prefix = [0u8; 11];
-                prefix.copy_from_slice(&digest[..11]);
-                mark_version_8(&mut prefix);
-                *last = Some((source.to_string(), prefix));
-                prefix
+                let mut line = [0u8; 11];
+                line.copy_from_slice(&digest[..11]);
+                mark_version_8(&mut line);
+                let mut block = line;
+                block[8] = (block[8] & 0x1f) | 0xc0;
+                *last = Some((source.to_string(), (line, block)));
+                (line, block)
             }
         }
     })

@@ -168,20 +168,42 @@ $$;
 REVOKE ALL ON FUNCTION masq.ledger_prepare(integer, date[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION masq.ledger_prune(integer, interval) FROM PUBLIC;
 
--- One table's ledger as people read it: names, ids and outcomes spelled out. A function, not
--- a view: the table's id goes into the query as a value, so PostgreSQL reads (and locks) only
--- that table's partitions, however many other tables' there are.
+-- One table's ledger as people read it: names, ids and outcomes spelled out, one row per
+-- message. A function, not a view: the table's id goes into the query as a value, so
+-- PostgreSQL reads (and locks) only that table's partitions, however many other tables' there
+-- are. `masq load` claims its lines by blocks of 100 (sink/ledger/blocks.rs): an entry whose
+-- id has the variant bits 110 lists a block's lines in its text_id,
+-- `<source-id>:<written>[/d<dropped>][/l<dead-lettered>]` (each `1-49,51`), and is shown
+-- here as one row per line.
 CREATE OR REPLACE FUNCTION masq.ledger_entries(p_table text)
 RETURNS TABLE (target_table text, message_id text, outcome text, policy_name text,
                policy_version text, policy_digest text, sent_at timestamptz)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    RETURN QUERY EXECUTE
-        'SELECT $1, coalesce(l.text_id, l.id::text),
-                CASE l.outcome WHEN ''w'' THEN ''written'' WHEN ''d'' THEN ''dropped'' ELSE ''dead_letter'' END,
-                p.name, p.version, p.digest, l.sent_at
-         FROM masq.ledger l JOIN masq.policy_versions p ON p.id = l.policy
-         WHERE l.target = $2'
+    RETURN QUERY EXECUTE $q$
+        SELECT $1, e.message_id,
+               CASE e.outcome WHEN 'w' THEN 'written' WHEN 'd' THEN 'dropped' ELSE 'dead_letter' END,
+               p.name, p.version, p.digest, e.sent_at
+        FROM (
+            SELECT coalesce(l.text_id, l.id::text) AS message_id, l.outcome::text AS outcome,
+                   l.policy, l.sent_at
+            FROM masq.ledger l
+            WHERE l.target = $2 AND get_byte(uuid_send(l.id), 8) >> 5 <> 6
+            UNION ALL
+            SELECT b.source || ':' || n, CASE WHEN s.i = 1 THEN 'w' ELSE left(s.part, 1) END,
+                   l.policy, l.sent_at
+            FROM masq.ledger l
+            CROSS JOIN LATERAL (SELECT substring(l.text_id from '^(.*):[^:]*$') AS source,
+                                       substring(l.text_id from ':([^:]*)$') AS lists) b
+            CROSS JOIN LATERAL regexp_split_to_table(b.lists, '/') WITH ORDINALITY AS s(part, i)
+            CROSS JOIN LATERAL regexp_split_to_table(
+                CASE WHEN s.i = 1 THEN s.part ELSE substr(s.part, 2) END, ',') AS r(span)
+            CROSS JOIN LATERAL generate_series(
+                split_part(r.span, '-', 1)::bigint,
+                coalesce(nullif(split_part(r.span, '-', 2), ''), split_part(r.span, '-', 1))::bigint) AS n
+            WHERE l.target = $2 AND get_byte(uuid_send(l.id), 8) >> 5 = 6 AND r.span <> ''
+        ) e JOIN masq.policy_versions p ON p.id = e.policy
+    $q$
     USING p_table, (SELECT t.id FROM masq.targets t WHERE t.name = p_table);
 END
 $$;

@@ -8,12 +8,14 @@
 //! - `schema`: the tables and functions (`ledger.sql`), and moving an old ledger over
 //! - `partitions`: making partitions before a batch needs them, dropping old ones
 //! - `claim`: the statements of a batch (claim by COPY or by INSERT, replay, dry run)
+//! - `blocks`: `masq load`'s lines, claimed by blocks of 100 lines
 //! - `retention`: how long entries are kept, and the queue's floor under it
 //! - `loads`: the send time a `masq load` keeps across runs
 //!
 //! `Ledger` is what every worker of one pipeline shares: the target's id, the ids of the
 //! policy versions seen so far, the partitions known to exist.
 
+pub mod blocks;
 pub mod claim;
 pub mod key;
 pub mod loads;

@@ -9,6 +9,7 @@ mod rows;
 
 use super::WriteReport;
 use super::letter_body::LetterBodies;
+use super::ledger::blocks::Blocks;
 use super::ledger::claim::{self, Entries, Owner};
 use super::ledger::key::{LedgerId, Outcome, Uuid};
 use super::schema::{Row, TableSchema};
@@ -103,14 +104,14 @@ pub(super) async fn transact(
     };
     let mut retired_letters: Vec<i64> = Vec::new();
     // Whether this transaction settles message i.
-    let take: Vec<bool> = match target.mode {
+    let (take, mut blocks): (Vec<bool>, Blocks) = match target.mode {
         WriteMode::Fresh => claim(&tx, &batch, prepared, attempt.claim).await?,
         WriteMode::Replay => take_letters(&tx, &batch, prepared, &mut retired_letters).await?,
     };
     report.duplicates = take.iter().filter(|t| !**t).count() as u64;
 
     if attempt.row_by_row {
-        write_rows_one_by_one(&mut tx, &batch, prepared, &take).await?;
+        write_rows_one_by_one(&mut tx, &batch, prepared, &take, &mut blocks).await?;
     } else {
         copy_rows(&tx, target, prepared, &take).await?;
     }
@@ -166,6 +167,17 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// The load lines among the messages `include` picks, by block (places by message).
+    fn blocks(&self, prepared: &[Prepared<'_>], include: impl Fn(usize) -> bool) -> Blocks {
+        Blocks::of(self.items.len(), |i| {
+            let id = match include(i) {
+                true => self.keys[i].text.as_deref().unwrap_or(""),
+                false => "",
+            };
+            (id, self.items[i].message.sent_ms, prepared[i].outcome())
+        })
+    }
+
     /// The ledger entries of the messages at `indexes`, with their outcomes as prepared.
     fn entries(&self, prepared: &[Prepared<'_>], indexes: impl Iterator<Item = usize>) -> Entries {
         let mut entries = Entries::default();
@@ -181,29 +193,46 @@ impl Batch<'_> {
 }
 
 /// Fresh messages: claims each id in the ledger with its outcome; returns which were claimed
-/// (one claimed before was settled before: a redelivery).
+/// (one claimed before was settled before: a redelivery), and the batch's load lines by block
+/// (`blocks`), which the row-by-row path updates when the database refuses a line's row.
 async fn claim(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
     prepared: &[Prepared<'_>],
     by: ClaimBy,
-) -> Result<Vec<bool>, tokio_postgres::Error> {
-    let entries = batch.entries(prepared, 0..batch.items.len());
+) -> Result<(Vec<bool>, Blocks), tokio_postgres::Error> {
     let owner = batch.target.owner;
-    match by {
+    let mut blocks = batch.blocks(prepared, |_| true);
+    if !blocks.is_empty() {
+        let own = blocks
+            .with_own_entries(tx, |i| batch.keys[i].uuid, owner.target)
+            .await?;
+        blocks.without(&own);
+    }
+    let singles: Vec<usize> = (0..batch.items.len())
+        .filter(|&i| blocks.places[i].is_none())
+        .collect();
+    let mut entries = batch.entries(prepared, singles.iter().copied());
+    let claimed = match by {
         ClaimBy::Copy => {
+            entries.extend(blocks.entries(blocks.claiming().into_iter()));
             claim::copy(tx, owner, &entries).await?;
-            Ok(vec![true; entries.len()])
+            None
         }
         ClaimBy::Insert => {
             let claimed = claim::returning_ids(tx, owner, &entries, claim::CLAIM).await?;
-            Ok(batch
-                .keys
-                .iter()
-                .map(|k| claimed.contains(&k.uuid))
-                .collect())
+            blocks.claim_by_insert(tx, owner).await?;
+            Some(claimed)
         }
-    }
+    };
+    let take = (0..batch.items.len())
+        .map(|i| match (blocks.takes(i), &claimed) {
+            (Some(line), _) => line,
+            (None, None) => true,
+            (None, Some(claimed)) => claimed.contains(&batch.keys[i].uuid),
+        })
+        .collect();
+    Ok((take, blocks))
 }
 
 /// The dead-letter id a replayed message carries as its receipt.
@@ -212,16 +241,17 @@ fn letter_id(item: &Item) -> i64 {
 }
 
 /// Replayed messages: locks each one's dead letter (one another replay holds is skipped),
-/// and moves the ledger of each that now passes from `dead_letter` to its new outcome. A
-/// message whose entry is gone (its partition outlived the retention) is claimed afresh; one
-/// the ledger shows settled otherwise has a stale dead letter, which is retired. Returns which
-/// messages this transaction settles.
+/// and moves the ledger of each that now passes from `dead_letter` to its new outcome: in its
+/// own entry, or in its block's (a load line). A message whose entry is gone (its partition
+/// outlived the retention) is claimed afresh; one the ledger shows settled otherwise has a
+/// stale dead letter, which is retired. Returns which messages this transaction settles, and
+/// the blocks of the lines it moved.
 async fn take_letters(
     tx: &Transaction<'_>,
     batch: &Batch<'_>,
     prepared: &[Prepared<'_>],
     retired: &mut Vec<i64>,
-) -> Result<Vec<bool>, tokio_postgres::Error> {
+) -> Result<(Vec<bool>, Blocks), tokio_postgres::Error> {
     let (target, items) = (batch.target, batch.items);
     let letters: Vec<i64> = items.iter().map(letter_id).collect();
     let locked: HashSet<i64> = tx
@@ -240,12 +270,19 @@ async fn take_letters(
     let entries = batch.entries(prepared, moving.iter().copied());
     let mut settled: HashSet<Uuid> =
         claim::returning_ids(tx, target.owner, &entries, claim::MOVE_DEAD_LETTERS).await?;
+    let unsettled: Vec<usize> = moving
+        .iter()
+        .copied()
+        .filter(|&i| !settled.contains(&batch.keys[i].uuid))
+        .collect();
+    let (moved, stale, blocks) = move_in_blocks(tx, batch, prepared, &unsettled).await?;
+    settled.extend(moved);
     let forgotten: Vec<usize> = (0..moving.len())
-        .filter(|&m| !settled.contains(&entries.ids[m]))
+        .filter(|&m| !settled.contains(&entries.ids[m]) && !stale.contains(&entries.ids[m]))
         .collect();
     let forgotten = entries.select(&forgotten);
     settled.extend(claim::returning_ids(tx, target.owner, &forgotten, claim::CLAIM).await?);
-    Ok((0..items.len())
+    let take = (0..items.len())
         .map(|i| {
             if !locked.contains(&letters[i]) {
                 return false;
@@ -256,5 +293,46 @@ async fn take_letters(
             retired.push(letters[i]);
             false
         })
-        .collect())
+        .collect();
+    Ok((take, blocks))
+}
+
+/// Replayed load lines whose blocks list them: a line dead-lettered there moves to its new
+/// outcome; one settled otherwise is stale. Returns the ids of both kinds (lines their block
+/// does not list are neither), and the blocks as they are now.
+async fn move_in_blocks(
+    tx: &Transaction<'_>,
+    batch: &Batch<'_>,
+    prepared: &[Prepared<'_>],
+    lines: &[usize],
+) -> Result<(HashSet<Uuid>, HashSet<Uuid>, Blocks), tokio_postgres::Error> {
+    let (mut moved, mut stale) = (HashSet::new(), HashSet::new());
+    let mut blocks = batch.blocks(prepared, |i| lines.contains(&i));
+    if blocks.is_empty() {
+        return Ok((moved, stale, blocks));
+    }
+    let all: Vec<usize> = (0..blocks.blocks.len()).collect();
+    blocks.read(tx, batch.target.owner.target, &all, true).await?;
+    let mut changed = HashSet::new();
+    for &i in lines {
+        let Some(place) = blocks.places[i] else { continue };
+        let block = &mut blocks.blocks[place.block];
+        match block.before.outcome(place.offset) {
+            Some(Outcome::DeadLetter) => {
+                block.before.set(place.offset, prepared[i].outcome());
+                changed.insert(place.block);
+                moved.insert(batch.keys[i].uuid);
+            }
+            Some(_) => {
+                stale.insert(batch.keys[i].uuid);
+            }
+            None => {}
+        }
+    }
+    for block in &mut blocks.blocks {
+        block.lines = Default::default();
+    }
+    let changed: Vec<usize> = changed.into_iter().collect();
+    blocks.rewrite(tx, batch.target.owner, &changed).await?;
+    Ok((moved, stale, blocks))
 }

@@ -3,6 +3,7 @@
 
 use super::{Batch, Prepared, Target};
 use crate::pipeline::batch::Stage;
+use crate::sink::ledger::blocks::Blocks;
 use crate::sink::ledger::claim;
 use crate::sink::schema::TableSchema;
 use crate::sink::sql::{self, ErrorClass, storable};
@@ -101,8 +102,10 @@ pub(super) async fn write_rows_one_by_one(
     batch: &Batch<'_>,
     prepared: &mut [Prepared<'_>],
     take: &[bool],
+    blocks: &mut Blocks,
 ) -> Result<(), tokio_postgres::Error> {
     let target = batch.target;
+    let mut refused_blocks = Vec::new();
     // Prepared here, in the transaction that uses them, and closed before it ends.
     let mut inserts: HashMap<Vec<usize>, Statement> = HashMap::new();
     for shape in shapes(prepared, take) {
@@ -131,12 +134,19 @@ pub(super) async fn write_rows_one_by_one(
                     ))
                     .into_owned(),
                 );
-                let sent_ms = batch.items[i].message.sent_ms;
-                claim::mark_dead_letter(tx, target.owner.target, sent_ms, batch.keys[i].uuid)
-                    .await?;
+                match blocks.dead_letter(i) {
+                    Some(block) => refused_blocks.push(block),
+                    None => {
+                        let sent_ms = batch.items[i].message.sent_ms;
+                        claim::mark_dead_letter(tx, target.owner.target, sent_ms, batch.keys[i].uuid)
+                            .await?
+                    }
+                }
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    refused_blocks.sort_unstable();
+    refused_blocks.dedup();
+    blocks.rewrite(tx, target.owner, &refused_blocks).await
 }
