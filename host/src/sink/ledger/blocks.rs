@@ -364,7 +364,9 @@ impl Blocks {
              JOIN unnest($2::timestamptz[], $3::uuid[]) AS t(sent_at, id) \
                ON l.sent_at = t.sent_at AND l.id = t.id \
              WHERE l.target = $1 AND l.sent_at = ANY($2) AND l.id = ANY($3){}",
-            if lock { " FOR UPDATE OF l" } else { "" }
+            // In id order, as the claims insert them: two loads locking the same blocks
+            // then wait for each other instead of deadlocking.
+            if lock { " ORDER BY l.id FOR UPDATE OF l" } else { "" }
         );
         let rows = client.query_typed(&statement, &params).await?;
         let mut found: HashMap<Uuid, Option<String>> = HashMap::new();
