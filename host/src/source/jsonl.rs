@@ -85,7 +85,7 @@ impl JsonlSource {
                 break;
             };
             r.line += 1;
-            let block_ends = r.line % CHUNK as u64 == 0;
+            let block_ends = r.line.is_multiple_of(CHUNK as u64);
             if buf.iter().all(u8::is_ascii_whitespace) {
                 if block_ends {
                     break;
