@@ -307,7 +307,8 @@ async fn move_in_blocks(
     lines: &[usize],
 ) -> Result<(HashSet<Uuid>, HashSet<Uuid>, Blocks), tokio_postgres::Error> {
     let (mut moved, mut stale) = (HashSet::new(), HashSet::new());
-    let mut blocks = batch.blocks(prepared, |i| lines.contains(&i));
+    let picked: HashSet<usize> = lines.iter().copied().collect();
+    let mut blocks = batch.blocks(prepared, |i| picked.contains(&i));
     if blocks.is_empty() {
         return Ok((moved, stale, blocks));
     }
