@@ -1,6 +1,6 @@
 //! `masq load` claims its lines in the ledger by blocks of 100 lines (one entry per block,
 //! listing the lines it settled): a file that grew writes only its new lines, two loads of
-//! one file at once write each line once, a line whose row the database refuses is a dead
+//! one file at once (one through PgBouncer) write each line once, a line whose row the database refuses is a dead
 //! letter in its block and `masq replay` moves it once, and `masq.ledger_entries` still shows
 //! one entry per line.
 
@@ -146,7 +146,14 @@ async fn a_load_claims_lines_by_hundreds_and_a_grown_file_writes_only_its_new_li
 async fn two_loads_of_one_file_at_once_write_each_line_once() {
     let env = TestEnv::new("blockrace").await;
     let file = env.jsonl("race.jsonl", &logins(1, 2000, &[]));
-    let (a, b) = tokio::join!(env.load_src(&file, &[]), env.load_src(&file, &[]));
+    // One of them through PgBouncer in transaction mode (a pool of 2 for its 4 workers), where
+    // nothing may outlive a transaction: the block locks and `SET LOCAL` do not.
+    let pooled = pgbouncer_url();
+    let through_pgbouncer = ["--database-url", pooled.as_str(), "--workers", "4"];
+    let (a, b) = tokio::join!(
+        env.load_src(&file, &[]),
+        env.load_src(&file, &through_pgbouncer)
+    );
     let written = |summary: &str| -> u64 {
         let at = summary.find("written ").expect(summary) + "written ".len();
         summary[at..].split(',').next().unwrap().replace(',', "").parse().unwrap()
