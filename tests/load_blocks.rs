@@ -168,25 +168,51 @@ async fn two_loads_of_one_file_at_once_write_each_line_once() {
 }
 
 #[tokio::test]
-async fn a_refused_line_is_a_dead_letter_in_its_block_and_replay_writes_it_once() {
+async fn a_line_the_database_refuses_is_a_dead_letter_in_its_block_and_replay_writes_it_once() {
     let env = TestEnv::new("blockreplay").await;
     let file = env.jsonl("replay.jsonl", &logins(1, 120, &[]));
-    // app_version left a string: the integer column refuses every row, row by row.
-    let summary = env.load_src(&file, &["--policy-config", "version-field="]).await;
-    assert!(summary.contains("written 0, dead-lettered 120"), "{summary}");
-    assert_eq!(env.entries_by_line().await, expected_entries(120, &(1..=120).collect::<Vec<_>>()));
+    // The table refuses two rows that pass the policy: found row by row, dead-lettered.
+    let refuse = format!(
+        "ALTER TABLE {} ADD CONSTRAINT not_these CHECK (user_id NOT IN ('u5', 'u110'))",
+        env.table
+    );
+    env.db.batch_execute(&refuse).await.unwrap();
+    let summary = env.load_src(&file, &[]).await;
+    assert!(summary.contains("written 118, dead-lettered 2"), "{summary}");
+    assert_eq!(env.entries_by_line().await, expected_entries(120, &[5, 110]));
+    let texts: String = env
+        .db
+        .query_one(
+            "SELECT string_agg(text_id, ' ' ORDER BY text_id) FROM masq.ledger \
+             WHERE target = (SELECT id FROM masq.targets WHERE name = $1)",
+            &[&env.table],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(texts, "src:1-4,6-100/l5 src:101-109,111-120/l110");
 
     let policy = plugin("sha256-masker");
     let key = env.key_file.display().to_string();
     let replay = async || {
-        let out = env
-            .masq(&["replay", "--plugin", policy.to_str().unwrap(), "--key-file", &key])
-            .await;
+        let args = ["replay", "--plugin", policy.to_str().unwrap(), "--key-file", &key];
+        let out = env.masq(&args).await;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // Replayed while the table still refuses them: still dead, and their blocks must still say
+    // so (were they left saying written, the next replay would retire the dead letters as
+    // stale, and the two lines would be lost).
     let report = replay().await;
-    assert!(report.contains("written 120, dropped 0, still dead 0"), "{report}");
+    assert!(report.contains("written 0, dropped 0, still dead 2"), "{report}");
+    assert_eq!(env.entries_by_line().await, expected_entries(120, &[5, 110]));
+    assert_eq!(env.dead_letters().await.len(), 2);
+
+    // The table fixed: replay writes both, moving them within their blocks.
+    let fix = format!("ALTER TABLE {} DROP CONSTRAINT not_these", env.table);
+    env.db.batch_execute(&fix).await.unwrap();
+    let report = replay().await;
+    assert!(report.contains("written 2, dropped 0, still dead 0"), "{report}");
     assert_eq!(env.rows().await.len(), 120);
     assert_eq!(env.dead_letters().await.len(), 0);
     assert_eq!(env.entries_by_line().await, expected_entries(120, &[]));
@@ -194,7 +220,10 @@ async fn a_refused_line_is_a_dead_letter_in_its_block_and_replay_writes_it_once(
 
     // Loading the file again, or replaying again, writes nothing.
     let summary = env.load_src(&file, &[]).await;
-    assert!(summary.contains("written 0, dead-lettered 0, dropped 0, duplicates skipped 120"), "{summary}");
+    assert!(
+        summary.contains("written 0, dead-lettered 0, dropped 0, duplicates skipped 120"),
+        "{summary}"
+    );
     let report = replay().await;
     assert!(report.contains("written 0"), "{report}");
     assert_eq!(env.rows().await.len(), 120);
