@@ -30,28 +30,6 @@ fn logins_file(dir: &TestDir, name: &str, n: usize) -> String {
 }
 
 impl TestEnv {
-    /// `masq load` of `file` with this test's key; returns (success, stdout, stderr).
-    async fn load(&self, file: &str, extra: &[&str]) -> (bool, String, String) {
-        let plugin = plugin("sha256-masker");
-        let key = self.key_file.display().to_string();
-        let mut args = vec![
-            "load",
-            "--plugin",
-            plugin.to_str().unwrap(),
-            "--key-file",
-            &key,
-            "--input",
-            file,
-        ];
-        args.extend(extra);
-        let out = self.masq(&args).await;
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
     async fn target_id(&self) -> i32 {
         self.db
             .query_one(

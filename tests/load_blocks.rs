@@ -27,27 +27,24 @@ impl TestEnv {
     /// `masq load` of `file` with source id `src` and this test's key; panics unless it
     /// succeeds; returns its summary.
     async fn load_src(&self, file: &str, extra: &[&str]) -> String {
-        let plugin = plugin("sha256-masker");
-        let key = self.key_file.display().to_string();
-        let mut args = vec![
-            "load",
-            "--plugin",
-            plugin.to_str().unwrap(),
-            "--key-file",
-            &key,
-            "--input",
-            file,
-            "--source-id",
-            "src",
-        ];
+        let mut args = vec!["--source-id", "src"];
         args.extend(extra);
-        let out = self.masq(&args).await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (ok, out, err) = self.load(file, &args).await;
+        assert!(ok, "{err}");
+        out
+    }
+
+    /// The text of every entry stored for this table (a block's lines), sorted, space-separated.
+    async fn block_texts(&self) -> String {
+        self.db
+            .query_one(
+                "SELECT string_agg(text_id, ' ' ORDER BY text_id) FROM masq.ledger \
+                 WHERE target = (SELECT id FROM masq.targets WHERE name = $1)",
+                &[&self.table],
+            )
+            .await
+            .unwrap()
+            .get(0)
     }
 
     /// Rows of this table's ledger partitions, as stored (a block is one).
@@ -98,17 +95,7 @@ async fn a_load_claims_lines_by_hundreds_and_a_grown_file_writes_only_its_new_li
     // Two entries stored (lines 1-100, 101-150), 150 listed, line 7 as a dead letter.
     assert_eq!(env.stored_entries().await, 2);
     assert_eq!(env.entries_by_line().await, expected_entries(150, &[7]));
-    let text: String = env
-        .db
-        .query_one(
-            "SELECT string_agg(text_id, ' ' ORDER BY text_id) FROM masq.ledger \
-             WHERE target = (SELECT id FROM masq.targets WHERE name = $1)",
-            &[&env.table],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(text, "src:1-6,8-100/l7 src:101-150");
+    assert_eq!(env.block_texts().await, "src:1-6,8-100/l7 src:101-150");
 
     // The file grows by 100 lines: the second block gets lines 151-200, a third block is
     // made, and only the new lines are written.
@@ -180,17 +167,7 @@ async fn a_line_the_database_refuses_is_a_dead_letter_in_its_block_and_replay_wr
     let summary = env.load_src(&file, &[]).await;
     assert!(summary.contains("written 118, dead-lettered 2"), "{summary}");
     assert_eq!(env.entries_by_line().await, expected_entries(120, &[5, 110]));
-    let texts: String = env
-        .db
-        .query_one(
-            "SELECT string_agg(text_id, ' ' ORDER BY text_id) FROM masq.ledger \
-             WHERE target = (SELECT id FROM masq.targets WHERE name = $1)",
-            &[&env.table],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(texts, "src:1-4,6-100/l5 src:101-109,111-120/l110");
+    assert_eq!(env.block_texts().await, "src:1-4,6-100/l5 src:101-109,111-120/l110");
 
     let policy = plugin("sha256-masker");
     let key = env.key_file.display().to_string();

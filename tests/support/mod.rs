@@ -313,6 +313,28 @@ impl TestEnv {
         self.command(args).output().await.expect("masq runs")
     }
 
+    /// `masq load` of `file` with this test's key; returns (success, stdout, stderr).
+    pub async fn load(&self, file: &str, extra: &[&str]) -> (bool, String, String) {
+        let plugin = plugin("sha256-masker");
+        let key = self.key_file.display().to_string();
+        let mut args = vec![
+            "load",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--key-file",
+            &key,
+            "--input",
+            file,
+        ];
+        args.extend(extra);
+        let out = self.masq(&args).await;
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The command `drain` runs, for a test that sets more of its environment first.
     pub fn drain_command(&self, extra: &[&str]) -> Command {
         let plugin = plugin("sha256-masker");
