@@ -87,8 +87,7 @@ pub fn line_parts(id: &str) -> Option<(&str, u64)> {
 
 /// The UUID of a `masq load` line id; `None` for any other text.
 fn line_uuid(id: &str) -> Option<Uuid> {
-    let (source, line) = line_parts(id)?;
-    Some(source_uuid(source_prefixes(source).0, line))
+    line_parts(id).map(|(source, line)| line_uuid_of(source, line))
 }
 
 /// The UUID of line `line` of `source`: what `LedgerId::of` gives `<source>:<line>`.
@@ -102,11 +101,6 @@ pub fn line_uuid_of(source: &str, line: u64) -> Uuid {
 /// block from a message by its id alone.
 pub fn block_uuid(source: &str, block: u64) -> Uuid {
     source_uuid(source_prefixes(source).1, block)
-}
-
-/// Whether `uuid` is a block's (`block_uuid`).
-pub fn is_block(uuid: &Uuid) -> bool {
-    uuid.0[8] >> 5 == 0b110
 }
 
 fn source_uuid(prefix: [u8; 11], n: u64) -> Uuid {

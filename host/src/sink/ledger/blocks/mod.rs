@@ -348,8 +348,9 @@ mod tests {
         assert!(blocks.places[4].is_none() && blocks.places[5].is_none());
         assert_eq!(blocks.blocks[0].text_after(), "f:1,100");
         assert_eq!(blocks.takes(1), Some(true));
-        assert!(key::is_block(&blocks.blocks[0].uuid));
-        assert!(!key::is_block(&key::LedgerId::of("f:1").uuid));
+        // Variant bits 110 for a block, 10 for a line (what masq.ledger_entries tells apart).
+        assert_eq!(blocks.blocks[0].uuid.0[8] >> 5, 0b110);
+        assert_eq!(key::LedgerId::of("f:1").uuid.0[8] >> 6, 0b10);
     }
 
     #[test]
