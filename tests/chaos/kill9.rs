@@ -23,9 +23,13 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     for i in 0..kills {
         let label = format!("run-{i}");
         let mut child = env.spawn_run(&sqs_endpoint(), &label, &["--wait-seconds", "1"]);
-        // Each run gets a random share of what is left, so every kill lands mid-stream.
+        // Each run gets a random share of what is left, so every kill lands mid-stream. A kill
+        // lands a few hundred messages past its mark (polls every 20 ms, a random sleep of up
+        // to 30 ms, at ~16k messages/s), so the marks stay a margin short of the end: a run
+        // that drained the queue before its kill would leave nothing for the last run.
+        let margin = env.sent as i64 / 5;
         let now = env.ledger().await.unwrap();
-        let left = env.sent as i64 - now;
+        let left = (env.sent as i64 - margin - now).max(1);
         let point = now + 1 + (rng.next() % (left / (kills - i + 1) as i64).max(1) as u64) as i64;
         env.wait_for_ledger(point, Duration::from_secs(300)).await;
         // Past the mark, strike anywhere within the next few batches: mid-receive,
