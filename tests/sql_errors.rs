@@ -58,6 +58,7 @@ async fn a_missing_insert_privilege_stops_masq_and_keeps_every_message_in_the_qu
              GRANT USAGE ON SCHEMA masq TO {role}; \
              GRANT SELECT, INSERT, UPDATE ON masq.ledger, masq.dead_letters, masq.policy_events, \
                masq.targets, masq.policy_versions, masq.loads TO {role}; \
+             GRANT SELECT ON masq.ledger_packed TO {role}; \
              GRANT EXECUTE ON FUNCTION masq.ledger_prepare, masq.ledger_prune TO {role}; \
              GRANT USAGE ON ALL SEQUENCES IN SCHEMA masq TO {role}; \
              GRANT SELECT ON {table} TO {role};",

@@ -122,6 +122,26 @@ pub enum DbCommand {
     /// Creates what `masq run` writes to, and moves an earlier masq's ledger (keeping the
     /// entries sent within --ledger-retention); safe to run again.
     Init(DbInitArgs),
+    /// Packs a table's past days in the ledger now: their entries move from the day's
+    /// partition (about 105 bytes each) into sorted arrays (about 22). Consumers do it on their
+    /// own, for days over for an hour, when they start and every hour; safe to run meanwhile.
+    #[command(
+        after_help = "Examples:\n  masq db pack --table user_logins\n  masq db pack --table user_logins --day 2026-11-30"
+    )]
+    Pack(DbPackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbPackArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Table whose ledger to pack.
+    #[arg(long, env = "MASQ_TABLE", default_value = "user_logins")]
+    pub table: String,
+    /// A UTC day (YYYY-MM-DD) to pack, even today; repeatable. Default: every day that has
+    /// entries to pack and has been over for an hour.
+    #[arg(long = "day")]
+    pub days: Vec<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Args)]

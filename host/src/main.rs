@@ -100,6 +100,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             )?)
             .await?,
         ),
+        Command::Db {
+            command: DbCommand::Pack(args),
+        } => printed(
+            commands::db::pack(
+                &DbConfig::from_args(&args.database, &args.table, None)?,
+                args.days,
+            )
+            .await?,
+        ),
         Command::Status(args) => printed(
             commands::db::status(&DbConfig::from_args(
                 &args.database,

@@ -4,6 +4,7 @@
 
 use crate::config::DbConfig;
 use crate::sink::database::Database;
+use crate::sink::ledger::Ledger;
 use crate::sink::tables;
 use std::fmt::Write as _;
 use tokio_postgres::types::Type;
@@ -45,6 +46,66 @@ pub async fn init(config: &DbConfig) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+/// `masq db pack`: packs the given days of the table's ledger, or those due; says what each
+/// day's ledger took on disk before and after.
+pub async fn pack(config: &DbConfig, days: Vec<chrono::NaiveDate>) -> anyhow::Result<String> {
+    let (database, table) = (&config.database, config.table.to_string());
+    let ledger = Ledger::open(database, &table, config.retention.0, false).await?;
+    if ledger.target == 0 {
+        anyhow::bail!("table {table} has no ledger in {}: nothing to pack", database.describe());
+    }
+    let client = database.connect().await?;
+    let days = (!days.is_empty()).then_some(days);
+    let before = day_sizes(database, &client, ledger.target).await?;
+    let packed = ledger.pack(database, &client, days).await?;
+    let after = day_sizes(database, &client, ledger.target).await?;
+    let mut out = String::new();
+    if packed.is_empty() {
+        let _ = writeln!(out, "nothing to pack in the ledger of {table}");
+    }
+    for p in packed {
+        let size = |sizes: &std::collections::HashMap<chrono::NaiveDate, i64>| {
+            sizes.get(&p.day).copied().unwrap_or(0)
+        };
+        let _ = writeln!(
+            out,
+            "packed {}: {} entries moved; the day's ledger went from {} to {} bytes{}",
+            p.day,
+            p.moved,
+            size(&before),
+            size(&after),
+            if p.rewritten {
+                ""
+            } else {
+                " (its partition was too busy to rewrite: the space comes back at the next pack)"
+            }
+        );
+    }
+    Ok(out)
+}
+
+/// Bytes each day of a table's ledger takes: its partition and its packed rows.
+async fn day_sizes(
+    database: &Database,
+    client: &tokio_postgres::Client,
+    target: i32,
+) -> anyhow::Result<std::collections::HashMap<chrono::NaiveDate, i64>> {
+    let rows = database
+        .answer(
+            "measuring the ledger",
+            client.query_typed(
+                "SELECT p.day, (coalesce(pg_total_relation_size(to_regclass(format('masq.%I', \
+                   format('ledger_%s_%s', p.target, to_char(p.day, 'YYYYMMDD'))))), 0) \
+                   + coalesce((SELECT sum(pg_column_size(k.*)) FROM masq.ledger_packed k \
+                       WHERE k.target = p.target AND k.day = p.day), 0))::bigint \
+                 FROM masq.ledger_partitions p WHERE p.target = $1",
+                &[(&target, Type::INT4)],
+            ),
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 pub async fn status(config: &DbConfig) -> anyhow::Result<String> {
@@ -93,10 +154,13 @@ async fn report(database: &Database, table: &str) -> anyhow::Result<String> {
     )
     .await?;
     let size = query(
-        "SELECT format('ledger size: %s in %s partitions, oldest %s, newest %s', \
+        "SELECT format('ledger size: %s in %s partitions and %s packed (%s days), oldest %s, newest %s', \
            pg_size_pretty(coalesce(sum(pg_total_relation_size(format('masq.%I', \
              format('ledger_%s_%s', p.target, to_char(p.day, 'YYYYMMDD')))::regclass)), 0)), \
-           count(*), coalesce(min(p.day)::text, '-'), coalesce(max(p.day)::text, '-')) \
+           count(*), \
+           pg_size_pretty(coalesce((SELECT sum(pg_column_size(k.*)) FROM masq.ledger_packed k \
+             WHERE k.target = min(p.target)), 0)), \
+           count(p.packed_bits), coalesce(min(p.day)::text, '-'), coalesce(max(p.day)::text, '-')) \
          FROM masq.ledger_partitions p \
          WHERE p.target = (SELECT id FROM masq.targets WHERE name = $1) \
            AND to_regclass(format('masq.%I', format('ledger_%s_%s', p.target, to_char(p.day, 'YYYYMMDD')))) IS NOT NULL",

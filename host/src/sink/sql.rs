@@ -121,8 +121,9 @@ pub fn permanent_advice(e: &tokio_postgres::Error, table: &str) -> String {
     let what = if code == SqlState::INSUFFICIENT_PRIVILEGE.code() {
         format!(
             "grant the database user INSERT on {table}; SELECT, INSERT, UPDATE on masq.ledger, \
-             masq.targets, masq.policy_versions, masq.loads and masq.dead_letters; EXECUTE on \
-             masq.ledger_prepare and masq.ledger_prune (or run masq as the tables' owner)"
+             masq.targets, masq.policy_versions, masq.loads and masq.dead_letters; SELECT on \
+             masq.ledger_packed; EXECUTE on masq.ledger_prepare and masq.ledger_prune (or run \
+             masq as the tables' owner)"
         )
     } else if code == SqlState::UNDEFINED_TABLE.code() {
         format!("the table is gone: create {table} again and run `masq db init`")

@@ -15,7 +15,7 @@ use postgres_types::{ToSql, Type};
 use std::collections::HashSet;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 /// Some messages' ledger entries, column by column (what COPY and `unnest` both take).
 #[derive(Debug, Default, Clone)]
@@ -168,6 +168,82 @@ pub async fn returning_ids(
     ids(tx.query_typed(statement, &params).await?)
 }
 
+/// The ids among `entries` that a pack of their day moved into `masq.ledger_packed`
+/// (packed.sql): claimed before, on a day since packed. Run after the claim's insert, never
+/// before: a pack that moves an id between a look and an insert would go unseen, while an
+/// insert of an id a pack is moving waits for the pack's commit, after which this statement
+/// sees the id packed.
+pub async fn packed(
+    client: &impl GenericClient,
+    target: i32,
+    entries: &Entries,
+) -> Result<HashSet<Uuid>, tokio_postgres::Error> {
+    if entries.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut days: Vec<chrono::NaiveDate> =
+        entries.sent.iter().map(|s| s.date_naive()).collect();
+    days.sort_unstable();
+    days.dedup();
+    let params: [(&(dyn ToSql + Sync), Type); 4] = [
+        (&target, Type::INT4),
+        (&entries.sent, Type::TIMESTAMPTZ_ARRAY),
+        (&entries.ids, Type::UUID_ARRAY),
+        (&days, Type::DATE_ARRAY),
+    ];
+    ids(client.query_typed(PACKED, &params).await?)
+}
+
+/// $1 target, $2 send times, $3 ids, $4 the days of $2 (packed.sql says how).
+const PACKED: &str = "SELECT id FROM masq.ledger_packed_ids($1, $2, $3, $4) AS id";
+
+/// Takes back the claims of `entries`, made earlier in this transaction: their ids turned out
+/// to be packed (`packed`), so the message was settled before.
+pub async fn unclaim(
+    tx: &Transaction<'_>,
+    target: i32,
+    entries: &Entries,
+) -> Result<(), tokio_postgres::Error> {
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&target, Type::INT4),
+        (&entries.sent, Type::TIMESTAMPTZ_ARRAY),
+        (&entries.ids, Type::UUID_ARRAY),
+    ];
+    tx.execute_typed(
+        "DELETE FROM masq.ledger l USING unnest($2::timestamptz[], $3::uuid[]) AS t(sent_at, id) \
+         WHERE l.target = $1 AND l.sent_at = ANY($2) AND l.id = ANY($3) \
+           AND l.sent_at = t.sent_at AND l.id = t.id",
+        &params,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Of the entries this transaction claimed (`claimed`, among `entries`), takes back those
+/// whose ids a pack had moved away (`packed`): their messages were settled before. Removes
+/// them from `claimed`.
+pub async fn take_back_packed(
+    tx: &Transaction<'_>,
+    target: i32,
+    entries: &Entries,
+    claimed: &mut HashSet<Uuid>,
+) -> Result<(), tokio_postgres::Error> {
+    let mine: Vec<usize> = (0..entries.len())
+        .filter(|&i| claimed.contains(&entries.ids[i]))
+        .collect();
+    let mine = entries.select(&mine);
+    let found = packed(tx, target, &mine).await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let back: Vec<usize> = (0..mine.len())
+        .filter(|&i| found.contains(&mine.ids[i]))
+        .collect();
+    unclaim(tx, target, &mine.select(&back)).await?;
+    claimed.retain(|id| !found.contains(id));
+    Ok(())
+}
+
 /// Marks one entry dead-lettered: its row was refused by the database after it was claimed.
 pub async fn mark_dead_letter(
     tx: &Transaction<'_>,
@@ -189,7 +265,8 @@ pub async fn mark_dead_letter(
     .map(|_| ())
 }
 
-/// The ids among `entries` that the ledger already has (a dry run's duplicates).
+/// The ids among `entries` that the ledger already has, in a partition or packed (a dry run's
+/// duplicates).
 pub async fn known(
     client: &Client,
     target: i32,
@@ -200,7 +277,8 @@ pub async fn known(
         (&entries.sent, Type::TIMESTAMPTZ_ARRAY),
         (&entries.ids, Type::UUID_ARRAY),
     ];
-    ids(client
+    let mut known = packed(client, target, entries).await?;
+    known.extend(ids(client
         .query_typed(
             "SELECT l.id FROM masq.ledger l \
              JOIN unnest($2::timestamptz[], $3::uuid[]) AS t(sent_at, id) \
@@ -208,7 +286,8 @@ pub async fn known(
              WHERE l.target = $1 AND l.sent_at = ANY($2) AND l.id = ANY($3)",
             &params,
         )
-        .await?)
+        .await?)?);
+    Ok(known)
 }
 
 fn ids(rows: Vec<tokio_postgres::Row>) -> Result<HashSet<Uuid>, tokio_postgres::Error> {

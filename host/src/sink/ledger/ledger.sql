@@ -149,6 +149,7 @@ BEGIN
             PERFORM set_config('lock_timeout', '2s', true);
             EXECUTE format('DROP TABLE IF EXISTS masq.%I', part_name);
             DELETE FROM masq.ledger_partitions WHERE target = p_target AND day = old.day;
+            DELETE FROM masq.ledger_packed WHERE target = p_target AND day = old.day;
             dropped := true;
         EXCEPTION WHEN lock_not_available THEN
             dropped := false;
@@ -174,7 +175,8 @@ REVOKE ALL ON FUNCTION masq.ledger_prune(integer, interval) FROM PUBLIC;
 -- are. `masq load` claims its lines by blocks of 100 (sink/ledger/blocks.rs): an entry whose
 -- id has the variant bits 110 lists a block's lines in its text_id,
 -- `<source-id>:<written>[/d<dropped>][/l<dead-lettered>]` (each `1-49,51`), and is shown
--- here as one row per line. JIT off: the planner guesses 1000 rows for each set-returning
+-- here as one row per line. Entries of past days packed into masq.ledger_packed (packed.sql)
+-- are shown one row each, like the others. JIT off: the planner guesses 1000 rows for each set-returning
 -- function, so the expansion looks like billions of rows and JIT would compile for a third of
 -- a second on every call (measured), for what takes a millisecond.
 CREATE OR REPLACE FUNCTION masq.ledger_entries(p_table text)
@@ -204,6 +206,12 @@ BEGIN
                 split_part(r.span, '-', 1)::bigint,
                 coalesce(nullif(split_part(r.span, '-', 2), ''), split_part(r.span, '-', 1))::bigint) AS n
             WHERE l.target = $2 AND get_byte(uuid_send(l.id), 8) >> 5 = 6 AND r.span <> ''
+            UNION ALL
+            SELECT m.id::text, m.outcome::text, m.policy,
+                   (k.day::timestamp AT TIME ZONE 'UTC') + m.ms * interval '1 millisecond'
+            FROM masq.ledger_packed k
+            CROSS JOIN LATERAL unnest(k.ids, k.sent_ms, k.policies, k.outcomes) AS m(id, ms, policy, outcome)
+            WHERE k.target = $2
         ) e JOIN masq.policy_versions p ON p.id = e.policy
     $q$
     USING p_table, (SELECT t.id FROM masq.targets t WHERE t.name = p_table);

@@ -9,6 +9,7 @@
 //! - `partitions`: making partitions before a batch needs them, dropping old ones
 //! - `claim`: the statements of a batch (claim by COPY or by INSERT, replay, dry run)
 //! - `blocks`: `masq load`'s lines, claimed by blocks of 100 lines
+//! - `packing`: past days' entries moved into sorted arrays, a fifth of the bytes
 //! - `retention`: how long entries are kept, and the queue's floor under it
 //! - `loads`: the send time a `masq load` keeps across runs
 //!
@@ -19,6 +20,7 @@ pub mod blocks;
 pub mod claim;
 pub mod key;
 pub mod loads;
+pub mod packing;
 pub mod partitions;
 pub mod retention;
 pub mod schema;
@@ -103,20 +105,61 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every `UPKEEP_EVERY` until `stop`, on a connection of its own: a consumer running
-    /// for months keeps making partitions ahead of time and dropping old ones. A failure is
+    /// Packs the given days, or those due (`packing::due`); logs and returns what it did.
+    pub async fn pack(
+        &self,
+        database: &Database,
+        client: &Client,
+        days: Option<Vec<chrono::NaiveDate>>,
+    ) -> anyhow::Result<Vec<packing::Packed>> {
+        let days = match days {
+            Some(days) => days,
+            None => database
+                .answer("finding ledger days to pack", packing::due(client, self.target))
+                .await
+                .map_err(|e| explain(e, database, "cannot find ledger days to pack"))?,
+        };
+        let mut done = Vec::new();
+        for day in days {
+            // A day's steps each answer within the timeout; the whole day may take longer.
+            let packed = packing::pack_day(client, self.target, day)
+                .await
+                .map_err(|e| explain(e.into(), database, &format!("cannot pack ledger day {day}")))?;
+            let Some(packed) = packed else { continue };
+            tracing::info!(table = %self.table, day = %packed.day, moved = packed.moved,
+                rewritten = packed.rewritten, "packed a past day of the ledger");
+            done.push(packed);
+        }
+        Ok(done)
+    }
+
+    /// On a connection of its own until `stop`: packs the past days due at once, then every
+    /// `UPKEEP_EVERY` makes partitions ahead of time, drops old ones and packs again, so a
+    /// consumer running for months keeps the ledger the size of its retention. A failure is
     /// logged and tried again next time; batches make any partition they need themselves.
     pub async fn keep_up(self: Arc<Self>, database: Database, stop: CancellationToken) {
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(UPKEEP_EVERY) => {}
+            if !first {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(UPKEEP_EVERY) => {}
+                }
             }
             let result = async {
                 let client = database.connect().await?;
-                self.upkeep(&database, &client).await
-            }
-            .await;
+                // Start-up made and dropped partitions already (`open`).
+                if !first {
+                    self.upkeep(&database, &client).await?;
+                }
+                self.pack(&database, &client, None).await.map(|_| ())
+            };
+            let result = tokio::select! {
+                // Stopping abandons a pack step: its transaction rolls back, nothing is lost.
+                _ = stop.cancelled() => return,
+                result = result => result,
+            };
+            first = false;
             if let Err(e) = result {
                 tracing::warn!(error = %format!("{e:#}"), table = %self.table, "ledger upkeep failed; trying again in an hour");
             }
@@ -208,8 +251,10 @@ fn explain(e: anyhow::Error, database: &Database, what: &str) -> anyhow::Error {
     } else if code == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
         anyhow!(
             "{what} in {}: {}. Grant the user masq runs as SELECT, INSERT, UPDATE on masq.targets, \
-             masq.policy_versions, masq.ledger and masq.loads, and EXECUTE on the functions \
-             masq.ledger_prepare and masq.ledger_prune (or run masq as their owner)",
+             masq.policy_versions, masq.ledger and masq.loads, SELECT on masq.ledger_packed, and \
+             EXECUTE on the functions masq.ledger_prepare, masq.ledger_prune and (to pack past \
+             days) masq.ledger_pack_due, masq.ledger_pack_begin, masq.ledger_pack and \
+             masq.ledger_pack_finish (or run masq as their owner)",
             database.describe(),
             sql::server_message(pg)
         )

@@ -11,6 +11,9 @@ use tokio_postgres::Transaction;
 /// The ledger's DDL: tables, functions, the readable view.
 pub const LEDGER_SQL: &str = include_str!("ledger.sql");
 
+/// Past days packed into sorted arrays (`packing.rs`); runs after `LEDGER_SQL`.
+pub const PACKED_SQL: &str = include_str!("packed.sql");
+
 /// What moving an earlier masq's ledger did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migration {
@@ -35,6 +38,7 @@ pub async fn create(
             .await?;
     }
     tx.batch_execute(LEDGER_SQL).await?;
+    tx.batch_execute(PACKED_SQL).await?;
     if !earlier {
         return Ok(None);
     }

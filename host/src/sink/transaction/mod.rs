@@ -218,24 +218,26 @@ async fn claim(
     let singles: Vec<usize> = (0..batch.items.len())
         .filter(|&i| blocks.places[i].is_none())
         .collect();
-    let mut entries = batch.entries(prepared, singles.iter().copied());
-    let claimed = match by {
+    let entries = batch.entries(prepared, singles.iter().copied());
+    let mut claimed = match by {
         ClaimBy::Copy => {
-            entries.extend(blocks.entries(blocks.claiming().into_iter()));
-            claim::copy(tx, owner, &entries).await?;
-            None
+            let mut all = entries.clone();
+            all.extend(blocks.entries(blocks.claiming().into_iter()));
+            claim::copy(tx, owner, &all).await?;
+            entries.ids.iter().copied().collect()
         }
         ClaimBy::Insert => {
             let claimed = claim::returning_ids(tx, owner, &entries, claim::CLAIM).await?;
             blocks.claim_by_insert(tx, owner).await?;
-            Some(claimed)
+            claimed
         }
     };
+    // A past day's entries may have been packed away from its partition's unique index.
+    claim::take_back_packed(tx, owner.target, &entries, &mut claimed).await?;
     let take = (0..batch.items.len())
-        .map(|i| match (blocks.takes(i), &claimed) {
-            (Some(line), _) => line,
-            (None, None) => true,
-            (None, Some(claimed)) => claimed.contains(&batch.keys[i].uuid),
+        .map(|i| match blocks.takes(i) {
+            Some(line) => line,
+            None => claimed.contains(&batch.keys[i].uuid),
         })
         .collect();
     Ok((take, blocks))

@@ -56,7 +56,10 @@ pub(super) async fn take_letters(
         .filter(|&m| !settled.contains(&entries.ids[m]) && !stale.contains(&entries.ids[m]))
         .collect();
     let forgotten = entries.select(&forgotten);
-    settled.extend(claim::returning_ids(tx, target.owner, &forgotten, claim::CLAIM).await?);
+    let mut fresh = claim::returning_ids(tx, target.owner, &forgotten, claim::CLAIM).await?;
+    // An entry packed away is not forgotten: settled otherwise, its dead letter is stale.
+    claim::take_back_packed(tx, target.owner.target, &forgotten, &mut fresh).await?;
+    settled.extend(fresh);
     let take = (0..items.len())
         .map(|i| {
             if !locked.contains(&letters[i]) {
