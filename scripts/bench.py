@@ -333,6 +333,26 @@ def ledger_footprint(table):
             "index": index / entries, "partitions": partitions}
 
 
+def ledger_packed_footprint(table):
+    """Bytes per message of the same entries once `masq db pack` packed their days: what stays in
+    the partitions, and the growth of masq.ledger_packed (heap, TOAST, primary key), compacted
+    first so that earlier runs' dead rows do not hide it."""
+    psql("VACUUM FULL masq.ledger_packed")
+    before = int(psql("SELECT pg_total_relation_size('masq.ledger_packed')"))
+    days = psql(f"SELECT string_agg(day::text, ' ') FROM masq.ledger_partitions "
+                f"WHERE target = (SELECT id FROM masq.targets WHERE name = '{table}')").split()
+    args = [MASQ, "db", "pack", "--database-url", DATABASE, "--table", table]
+    for day in days:
+        args += ["--day", day]
+    report = run(args)
+    assert "entries moved" in report, report
+    packed = int(psql("SELECT pg_total_relation_size('masq.ledger_packed')")) - before
+    left = ledger_footprint(table)
+    entries = left["entries"]
+    return {"entries": entries, "per_message": (left["bytes"] + packed) / entries,
+            "packed": packed / entries, "partitions": left["bytes"] / entries}
+
+
 def bench_ledger_flat():
     """The ledger over 3 retention periods of simulated time: a retention of 2 days, then
     LEDGER_DAY_MESSAGES messages for each of 6 consecutive days. Time is simulated with masq's
@@ -524,6 +544,7 @@ def main():
     try:
         e2e = bench_end_to_end()
         ledger = ledger_footprint(e2e["table"])
+        ledger["after_pack"] = ledger_packed_footprint(e2e["table"])
         print("  end to end done", flush=True)
         flat = bench_ledger_flat()
         print("  ledger footprint done", flush=True)
@@ -551,6 +572,7 @@ def main():
     m = e2e["masq"]
     f4 = e2e["fixed4"]
     b = e2e["baseline"]
+    packed = ledger["after_pack"]
     rows = [
         ("End to end", f"SQS receive+delete ceiling, no processing, 4 loops", f"{e2e['ceilings'][4]:,.0f} msg/s", ""),
         ("", f"SQS receive+delete ceiling, no processing, 8 loops", f"{e2e['ceilings'][8]:,.0f} msg/s", ""),
@@ -577,9 +599,14 @@ def main():
          f"{host['masq_us']:.1f} + {host['pg_us']:.1f} us; {host['copy_pg_us']:.1f} us",
          f"what remains: masq's own CPU (the policy alone {policy_batch_1000 / 1000:.1f} us of it, see Policy cost); "
          f"masq's PostgreSQL takes binary COPY and one ledger entry per 100 lines, the plain COPY parses CSV"),
-        ("Ledger", f"bytes per message on disk, heap + index ({ledger['entries']:,} SQS ids, e2e run)",
-         f"{ledger['per_message']:.0f} B", f"target 64 (see docs/ledger.md); heap {ledger['heap']:.0f} + index "
-         f"{ledger['index']:.0f}; the earlier layout took 301"),
+        ("Ledger", f"bytes per message on disk, the day's partition: heap + index ({ledger['entries']:,} SQS ids, e2e run)",
+         f"{ledger['per_message']:.0f} B", f"heap {ledger['heap']:.0f} + index {ledger['index']:.0f}; "
+         f"the earlier layout took 301"),
+        ("", "bytes per message once their day is packed (`masq db pack`; consumers pack each day an hour after it ends)",
+         f"{packed['per_message']:.1f} B", f"target 64; masq.ledger_packed {packed['packed']:.1f} + what stays in the "
+         f"partition {packed['partitions']:.1f}; same {packed['entries']:,} entries"),
+        ("", "steady state, 15-day retention: the current day unpacked, 15 packed (computed from the two rows above)",
+         f"{(ledger['per_message'] + 15 * packed['per_message']) / 16:.0f} B", "per message held; see docs/ledger.md"),
         ("", f"bytes per line on disk after a masq load ({host['ledger']['entries']:,} lines, host path)",
          f"{host['ledger']['per_message']:.1f} B", "one entry per block of 100 lines; 119 B per line before blocks"),
     ]
@@ -665,6 +692,9 @@ def main():
         "  and commits per batch. Both sides' CPU per row is in the row above.",
         "- Ledger bytes per message: `pg_total_relation_size` of the e2e table's ledger partitions over its entries",
         "  (heap + index + free-space and visibility maps); docs/ledger.md explains the floor PostgreSQL puts under it.",
+        "  Then `masq db pack` of the same days, and the same measure: what stays in the partitions, plus how much",
+        "  `masq.ledger_packed` grew (heap + TOAST + primary key, `VACUUM FULL` first). The steady state weighs a",
+        "  15-day retention: one day still in its partition, 15 packed (a model from the two measured figures).",
         "- Ledger after N x the retention: `masq load` of the same number of messages for each of 6 days with",
         "  `--ledger-retention` 2 days, time simulated by shifting the retention by how far each day is in the past.",
         "  A load claims its lines by blocks of 100, so these are block entries (the SQS figure above is per message);",

@@ -30,6 +30,7 @@ def forget(table):
                 EXECUTE format('DROP TABLE IF EXISTS masq.%I', format('ledger_%s_%s', t, to_char(d, 'YYYYMMDD')));
             END LOOP;
             DELETE FROM masq.ledger_partitions WHERE target = t;
+            DELETE FROM masq.ledger_packed WHERE target = t;
             DELETE FROM masq.loads WHERE target = t;
             DELETE FROM masq.targets WHERE id = t;
         END $$;

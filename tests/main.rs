@@ -14,6 +14,7 @@ mod hot_swap;
 mod http_proxy;
 mod ledger;
 mod ledger_migration;
+mod ledger_pack;
 mod load_blocks;
 mod login_data_set;
 mod pgbouncer;
