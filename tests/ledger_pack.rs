@@ -332,3 +332,53 @@ async fn a_day_that_outgrows_its_buckets_is_split_again_and_dropped_with_its_par
     assert_eq!(env.live_and_packed(&table).await, (0, 0));
     assert_eq!(env.ledger_count_of(&table).await, 0);
 }
+
+#[tokio::test]
+async fn a_dead_letter_whose_entry_is_packed_as_settled_is_retired_not_written_again() {
+    let env = TestEnv::new("pack-stale").await;
+    let table = env.table.clone();
+    let today = utc_today();
+    // The table refuses one of five rows: its message becomes a dead letter.
+    env.db
+        .batch_execute(&format!(
+            "ALTER TABLE {table} ADD CONSTRAINT not_this CHECK (user_id <> 'ps-3')"
+        ))
+        .await
+        .unwrap();
+    env.send(&logins("ps", 5)).await;
+    let summary = env.drain(&[]).await;
+    assert!(summary.contains("written 4, dead-lettered 1,"), "{summary}");
+    // Settled meanwhile by another writer (a stale dead letter): its entry says written. Then
+    // the day is packed, entry included.
+    let target = env.target_of(&table).await;
+    let settled = env
+        .db
+        .execute(
+            "UPDATE masq.ledger SET outcome = 'w' WHERE target = $1 AND outcome = 'l'",
+            &[&target],
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled, 1);
+    env.pack(&table, &[&today]).await;
+    assert_eq!(env.live_and_packed(&table).await, (0, 5));
+
+    // Replayed once the table takes it: the packed entry says the message was settled, so the
+    // dead letter is retired and nothing is written a second time.
+    env.db
+        .batch_execute(&format!("ALTER TABLE {table} DROP CONSTRAINT not_this"))
+        .await
+        .unwrap();
+    let policy = plugin("sha256-masker");
+    let key = env.key_file.display().to_string();
+    let out = env
+        .masq(&["replay", "--plugin", policy.to_str().unwrap(), "--key-file", &key])
+        .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("written 0,"), "{report}");
+    assert_eq!(env.rows().await.len(), 4);
+    assert!(env.dead_letters().await.is_empty());
+    assert_eq!(env.live_and_packed(&table).await, (0, 5));
+    assert_eq!(env.ledger_count().await, 5);
+}
