@@ -65,16 +65,8 @@ impl TestEnv {
     /// A run that dies right after its first commit, before deleting anything; returns how
     /// many rows it wrote.
     async fn crash_after_first_commit(&self) -> usize {
-        let plugin = plugin("sha256-masker");
-        let key = self.key_file.display().to_string();
         let out = self
-            .command(&[
-                "run",
-                "--drain",
-                "--plugin",
-                plugin.to_str().unwrap(),
-                "--key-file",
-                &key,
+            .drain_command(&[
                 "--visibility-timeout",
                 "5",
                 "--workers",
