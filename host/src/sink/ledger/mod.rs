@@ -121,7 +121,8 @@ impl Ledger {
         };
         let mut done = Vec::new();
         for day in days {
-            // A day's steps each answer within the timeout; the whole day may take longer.
+            // No --pg-timeout here: a day may take minutes. This runs only on the upkeep
+            // connection, never in a batch's way.
             let packed = packing::pack_day(client, self.target, day)
                 .await
                 .map_err(|e| explain(e.into(), database, &format!("cannot pack ledger day {day}")))?;
